@@ -1,0 +1,50 @@
+# The two set-up commands are `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := constraints/test.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint type docs build doctor bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml $(CONSTRAINTS)
+	$(PIP) install --quiet -c $(CONSTRAINTS) torch==2.13.0
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[dev,otlp,prometheus,plot]"
+	touch $(STAMP)
+
+## Run the main job: a tiny BERT trained offline under opentelemetry-instrument.
+demo: $(STAMP)
+	bash examples/run_demo.sh $(VENV)
+
+## Install what the tests need and run them, with coverage.
+test: $(STAMP)
+	$(PY) -m pytest --cov=hf_eco2ai --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff format --check src tests examples benchmarks
+
+type: $(STAMP)
+	$(VENV)/bin/mypy --strict src
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+build: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist
+	$(PY) tools/check_wheel.py dist
+
+doctor: $(STAMP)
+	$(VENV)/bin/hf-eco2ai doctor
+
+bench: $(STAMP)
+	$(PY) benchmarks/core.py
+
+clean:
+	rm -rf $(VENV) dist site .pytest_cache .coverage htmlcov
