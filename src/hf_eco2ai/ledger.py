@@ -1,0 +1,296 @@
+"""The ledger: cumulative energy and emissions per device, a bounded history, and snapshots.
+
+The sampler thread is the only writer (:meth:`Ledger.record`). Everything else reads immutable
+:class:`Snapshot` objects through :meth:`Ledger.snapshot`, which returns the last published one:
+no lock, no allocation, no I/O. Emissions are integrated per sample interval,
+``Σ energy_i × PUE × intensity_i``, so a grid intensity that changes mid-run is accounted for.
+
+Example:
+    >>> from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
+    >>> from hf_eco2ai.carbon.intensity import CarbonIntensity
+    >>> cpu = DeviceInfo("cpu", HwType.CPU, "Example", "Acme", Method.TDP_MODEL)
+    >>> ledger = Ledger([cpu], pue=1.5, history_size=16)
+    >>> ledger.record(1_000_000_000, [100.0], [100.0], CarbonIntensity(360.0, "XX", "config"))
+    >>> snap = ledger.snapshot()
+    >>> snap.energy_j, round(snap.emissions_g, 3)
+    (150.0, 15.0)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from hf_eco2ai.carbon.intensity import CarbonIntensity
+from hf_eco2ai.sensors.base import DeviceInfo, HwType
+
+J_PER_KWH = 3.6e6
+
+_EMPTY_INTENSITY = CarbonIntensity(0.0, "unknown", "none")
+
+
+class DeviceStatus:
+    """Status strings of a device in a snapshot."""
+
+    OK = "ok"
+    ERROR = "error"
+    """The last read failed; the sampler keeps trying."""
+    LOST = "lost"
+    """The device is gone (e.g. GPU_IS_LOST); no longer read."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """One device in a snapshot. ``energy_j`` is raw device energy (no PUE) since start."""
+
+    info: DeviceInfo
+    energy_j: float
+    power_w: float
+    emissions_g: float
+    utilization: float | None = None
+    memory_used: int | None = None
+    memory_limit: int | None = None
+    status: str = DeviceStatus.OK
+    errors: int = 0
+
+    @property
+    def energy_low_j(self) -> float:
+        """Lower end of the uncertainty band of ``energy_j``."""
+        return self.energy_j * (1.0 - self.info.uncertainty)
+
+    @property
+    def energy_high_j(self) -> float:
+        """Upper end of the uncertainty band of ``energy_j``."""
+        return self.energy_j * (1.0 + self.info.uncertainty)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything known at the last sampler tick. Immutable; safe to share across threads.
+
+    ``energy_j`` and ``energy_by_type`` are *attributed* energy (device energy × PUE).
+    """
+
+    t_ns: int
+    seq: int
+    devices: tuple[DeviceState, ...]
+    energy_j: float
+    energy_low_j: float
+    energy_high_j: float
+    emissions_g: float
+    emissions_low_g: float
+    emissions_high_g: float
+    power_w: float
+    """Attributed power now (Σ device power × PUE)."""
+    intensity: CarbonIntensity
+    pue: float
+    energy_by_type: Mapping[str, float] = field(default_factory=dict)
+    emissions_by_type: Mapping[str, float] = field(default_factory=dict)
+    power_by_type: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Distinct measurement methods in use, sorted."""
+        return tuple(sorted({d.info.method.value for d in self.devices}))
+
+    @property
+    def measured(self) -> bool:
+        """True only when every device is read from a hardware counter."""
+        return bool(self.devices) and all(d.info.measured for d in self.devices)
+
+
+def empty_snapshot(devices: Sequence[DeviceInfo], pue: float, t_ns: int = 0) -> Snapshot:
+    """A snapshot with all totals at zero (before the first tick)."""
+    return Snapshot(
+        t_ns=t_ns,
+        seq=0,
+        devices=tuple(DeviceState(d, 0.0, 0.0, 0.0) for d in devices),
+        energy_j=0.0,
+        energy_low_j=0.0,
+        energy_high_j=0.0,
+        emissions_g=0.0,
+        emissions_low_g=0.0,
+        emissions_high_g=0.0,
+        power_w=0.0,
+        intensity=_EMPTY_INTENSITY,
+        pue=pue,
+        energy_by_type={t.value: 0.0 for t in _types(devices)},
+        emissions_by_type={t.value: 0.0 for t in _types(devices)},
+        power_by_type={t.value: 0.0 for t in _types(devices)},
+    )
+
+
+def _types(devices: Sequence[DeviceInfo]) -> list[HwType]:
+    seen: list[HwType] = []
+    for d in devices:
+        if d.hw_type not in seen:
+            seen.append(d.hw_type)
+    return seen
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A copy of the ring buffer, oldest first.
+
+    ``t_ns`` (n,), ``power_w`` (n, devices) raw device power, ``energy_j`` (n,) attributed
+    cumulative energy, ``intensity`` (n,) gCO2e/kWh in force.
+    """
+
+    devices: tuple[DeviceInfo, ...]
+    t_ns: npt.NDArray[np.int64]
+    power_w: npt.NDArray[np.float64]
+    energy_j: npt.NDArray[np.float64]
+    intensity: npt.NDArray[np.float64]
+
+
+class Ledger:
+    """Cumulative totals per device and a bounded ring buffer of recent samples."""
+
+    def __init__(self, devices: Sequence[DeviceInfo], *, pue: float, history_size: int) -> None:
+        self.devices: tuple[DeviceInfo, ...] = tuple(devices)
+        self.pue = float(pue)
+        n = len(self.devices)
+        self._energy = [0.0] * n
+        self._emissions = [0.0] * n
+        self._errors = [0] * n
+        self._status = [DeviceStatus.OK] * n
+        self._types = [d.hw_type.value for d in self.devices]
+        self._type_names = [t.value for t in _types(self.devices)]
+        self._unc = [d.uncertainty for d in self.devices]
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._cap = int(history_size)
+        self._t = np.zeros(self._cap, dtype=np.int64)
+        self._p = np.zeros((self._cap, n), dtype=np.float64)
+        self._e = np.zeros(self._cap, dtype=np.float64)
+        self._ci = np.zeros(self._cap, dtype=np.float64)
+        self._count = 0
+        self._latest = empty_snapshot(self.devices, self.pue)
+
+    # ------------------------------------------------------------------ writer side
+    def record(
+        self,
+        t_ns: int,
+        energy_deltas_j: Sequence[float],
+        power_w: Sequence[float],
+        intensity: CarbonIntensity,
+        *,
+        utilization: Sequence[float | None] | None = None,
+        memory_used: Sequence[int | None] | None = None,
+        memory_limit: Sequence[int | None] | None = None,
+        status: Sequence[str] | None = None,
+        errors: Sequence[int] | None = None,
+    ) -> None:
+        """Add one interval's energy per device (raw J, ≥ 0) and publish a new snapshot."""
+        n = len(self.devices)
+        factor = self.pue * intensity.value / J_PER_KWH
+        with self._lock:
+            for i in range(n):
+                delta = energy_deltas_j[i]
+                if delta > 0.0:
+                    self._energy[i] += delta
+                    self._emissions[i] += delta * factor
+            if status is not None:
+                self._status = list(status)
+            if errors is not None:
+                self._errors = list(errors)
+            self._seq += 1
+            slot = self._count % self._cap
+            self._count += 1
+            self._t[slot] = t_ns
+            if n:
+                self._p[slot, :] = power_w
+            total = sum(self._energy) * self.pue
+            self._e[slot] = total
+            self._ci[slot] = intensity.value
+            self._latest = self._build(t_ns, power_w, intensity, utilization, memory_used, memory_limit)
+
+    def set_status(self, index: int, status: str, errors: int) -> None:
+        """Update one device's status without adding energy (published at the next record)."""
+        with self._lock:
+            self._status[index] = status
+            self._errors[index] = errors
+
+    def _build(
+        self,
+        t_ns: int,
+        power_w: Sequence[float],
+        intensity: CarbonIntensity,
+        utilization: Sequence[float | None] | None,
+        memory_used: Sequence[int | None] | None,
+        memory_limit: Sequence[int | None] | None,
+    ) -> Snapshot:
+        pue = self.pue
+        states = []
+        e_type = dict.fromkeys(self._type_names, 0.0)
+        c_type = dict.fromkeys(self._type_names, 0.0)
+        p_type = dict.fromkeys(self._type_names, 0.0)
+        e_lo = e_hi = c_lo = c_hi = p_tot = 0.0
+        for i, info in enumerate(self.devices):
+            e, c, p, u = self._energy[i], self._emissions[i], power_w[i], self._unc[i]
+            states.append(
+                DeviceState(
+                    info,
+                    e,
+                    p,
+                    c,
+                    utilization[i] if utilization is not None else None,
+                    memory_used[i] if memory_used is not None else None,
+                    memory_limit[i] if memory_limit is not None else None,
+                    self._status[i],
+                    self._errors[i],
+                )
+            )
+            t = self._types[i]
+            e_type[t] += e * pue
+            c_type[t] += c
+            p_type[t] += p * pue
+            e_lo += e * (1.0 - u)
+            e_hi += e * (1.0 + u)
+            c_lo += c * (1.0 - u)
+            c_hi += c * (1.0 + u)
+            p_tot += p
+        return Snapshot(
+            t_ns=t_ns,
+            seq=self._seq,
+            devices=tuple(states),
+            energy_j=sum(self._energy) * pue,
+            energy_low_j=e_lo * pue,
+            energy_high_j=e_hi * pue,
+            emissions_g=sum(self._emissions),
+            emissions_low_g=c_lo,
+            emissions_high_g=c_hi,
+            power_w=p_tot * pue,
+            intensity=intensity,
+            pue=pue,
+            energy_by_type=e_type,
+            emissions_by_type=c_type,
+            power_by_type=p_type,
+        )
+
+    # ------------------------------------------------------------------ reader side
+    def snapshot(self) -> Snapshot:
+        """The last published snapshot (O(1): a reference read, no lock, no I/O)."""
+        return self._latest
+
+    def history(self) -> History:
+        """A copy of the ring buffer's contents, oldest first (for reports; not for hot paths)."""
+        with self._lock:
+            n = min(self._count, self._cap)
+            start = self._count % self._cap if self._count > self._cap else 0
+            idx = (np.arange(n) + start) % self._cap
+            return History(
+                self.devices,
+                self._t[idx].copy(),
+                self._p[idx].copy(),
+                self._e[idx].copy(),
+                self._ci[idx].copy(),
+            )
+
+    def reset_lock(self) -> None:
+        """Give the ledger a fresh lock (used in a forked child, where the old one may be held)."""
+        self._lock = threading.Lock()

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hf_eco2ai import monitor as monitor_module
+from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
+from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading
+
+
+class ConstantSensor:
+    """Devices with constant power and an exact energy counter on the real monotonic clock."""
+
+    def __init__(self, devices: list[tuple[DeviceInfo, float]]) -> None:
+        import time
+
+        self._devices = tuple(d for d, _ in devices)
+        self._power = [p for _, p in devices]
+        self._t0 = time.monotonic()
+        self.closed = False
+
+    @property
+    def devices(self) -> tuple[DeviceInfo, ...]:
+        return self._devices
+
+    def read(self, index: int) -> Reading:
+        import time
+
+        p = self._power[index]
+        energy = p * (time.monotonic() - self._t0)
+        counter = self._devices[index].method.measured
+        return Reading(power_w=p, energy_j=energy if counter else None)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+FAKE_GPU = DeviceInfo("GPU-fake-0", HwType.GPU, "Fake GPU", "NVIDIA", Method.NVML_ENERGY)
+FAKE_CPU = DeviceInfo("cpu", HwType.CPU, "Fake CPU", "Acme", Method.TDP_MODEL)
+FAKE_RAM = DeviceInfo("memory", HwType.MEMORY, "RAM", "", Method.RAM_MODEL)
+FAKE_INTENSITY = CarbonIntensity(100.0, "XX", "config")
+
+
+def fake_monitor(config: CarbonConfig, local_rank: int = 0) -> EnergyMonitor:
+    sensor = ConstantSensor([(FAKE_GPU, 200.0), (FAKE_CPU, 50.0), (FAKE_RAM, 5.0)])
+    return EnergyMonitor(config, sensors=[sensor], intensity=StaticIntensity(FAKE_INTENSITY))
+
+
+@pytest.fixture
+def fake_devices() -> Iterator[None]:
+    """The shared monitor measures three synthetic devices (GPU 200 W, CPU 50 W, RAM 5 W)."""
+    monitor_module.set_monitor_factory(fake_monitor)
+    try:
+        yield
+    finally:
+        monitor_module.set_monitor_factory(None)
+        shared = monitor_module.shared_monitor()
+        if shared is not None:
+            shared.close()
+            monitor_module._SHARED = None
+            monitor_module._REFS = 0

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import pytest
+
+from hf_eco2ai.config import CarbonConfig, ConfigError, env_var_name, field_docs, field_names
+
+
+def test_defaults() -> None:
+    cfg = CarbonConfig()
+    assert cfg.sample_interval == 1.0
+    assert cfg.pue == 1.0
+    assert cfg.country is None
+    assert cfg.step_span_every == 0
+    assert cfg.track_gpu and cfg.track_cpu and cfg.track_ram
+    assert cfg.history_size == 3600
+    assert all(cfg.sources[name] == "default" for name in field_names())
+
+
+def test_frozen() -> None:
+    cfg = CarbonConfig()
+    with pytest.raises(AttributeError):
+        cfg.pue = 2.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sample_interval", 0.01),
+        ("sample_interval", 61),
+        ("sample_interval", "1"),
+        ("sample_interval", float("nan")),
+        ("sample_interval", True),
+        ("pue", 0.9),
+        ("pue", 3.5),
+        ("pue", None),
+        ("country", "XX"),
+        ("country", "France"),
+        ("country", 33),
+        ("region", ""),
+        ("region", 5),
+        ("carbon_intensity", -1),
+        ("carbon_intensity", 2001),
+        ("carbon_intensity", float("inf")),
+        ("carbon_table", "ember"),
+        ("carbon_provider", "watttime"),
+        ("carbon_refresh_interval", 10),
+        ("cloud_metadata", "yes"),
+        ("gpu_devices", "cuda:0"),
+        ("gpu_devices", [-1]),
+        ("gpu_devices", ["0", "0"]),
+        ("gpu_devices", []),
+        ("gpu_devices", [True]),
+        ("gpu_devices", 1.5),
+        ("gpu_devices", [None]),
+        ("track_gpu", 1),
+        ("track_cpu", "false"),
+        ("track_ram", None),
+        ("cpu_tdp", 0),
+        ("cpu_tdp", 5000),
+        ("ram_power_per_gb", -0.1),
+        ("ram_power_per_gb", 11),
+        ("output_dir", ""),
+        ("output_dir", None),
+        ("step_span_every", -1),
+        ("step_span_every", 1.5),
+        ("history_size", 5),
+        ("history_size", 10**8),
+        ("project_name", "  "),
+        ("experiment_description", 3),
+    ],
+)
+def test_bad_values_name_field_env_value_and_allowed(field: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        CarbonConfig(**{field: value})  # type: ignore[arg-type]
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert err.field_name == field
+    message = str(err)
+    assert f"'{field}'" in message
+    assert env_var_name(field) in message
+    assert repr(value) in message
+    assert "allowed:" in message and err.allowed
+
+
+def test_valid_normalisation() -> None:
+    cfg = CarbonConfig(
+        country=" fra ",
+        gpu_devices=[0, "GPU-abcd", " 1 "],
+        carbon_table="ECO2AI",
+        step_span_every=10.0,  # type: ignore[arg-type]
+        pue=2,
+    )
+    assert cfg.country == "FR"
+    assert cfg.gpu_devices == ("0", "GPU-abcd", "1")
+    assert cfg.carbon_table == "eco2ai"
+    assert cfg.step_span_every == 10
+    assert isinstance(cfg.pue, float)
+    assert CarbonConfig(gpu_devices=3).gpu_devices == ("3",)
+    assert CarbonConfig(gpu_devices="MIG-1234").gpu_devices == ("MIG-1234",)
+
+
+def test_from_env_parses_every_kind_and_records_sources() -> None:
+    env = {
+        "OTEL_PYTHON_HF_ECO2AI_SAMPLE_INTERVAL": "0.5",
+        "OTEL_PYTHON_HF_ECO2AI_PUE": " 1.2 ",
+        "OTEL_PYTHON_HF_ECO2AI_COUNTRY": "de",
+        "OTEL_PYTHON_HF_ECO2AI_TRACK_GPU": "off",
+        "OTEL_PYTHON_HF_ECO2AI_TRACK_RAM": "YES",
+        "OTEL_PYTHON_HF_ECO2AI_GPU_DEVICES": "0,GPU-1234",
+        "OTEL_PYTHON_HF_ECO2AI_STEP_SPAN_EVERY": "50",
+        "OTEL_PYTHON_HF_ECO2AI_CARBON_INTENSITY": "",
+        "OTEL_PYTHON_HF_ECO2AI_OUTPUT_DIR": "/tmp/runs",
+        "UNRELATED": "x",
+    }
+    cfg = CarbonConfig.from_env(env)
+    assert cfg.sample_interval == 0.5
+    assert cfg.pue == 1.2
+    assert cfg.country == "DE"
+    assert cfg.track_gpu is False
+    assert cfg.track_ram is True
+    assert cfg.gpu_devices == ("0", "GPU-1234")
+    assert cfg.step_span_every == 50
+    assert cfg.carbon_intensity is None
+    assert cfg.output_dir == "/tmp/runs"
+    assert cfg.sources["pue"] == "env OTEL_PYTHON_HF_ECO2AI_PUE"
+    assert cfg.sources["history_size"] == "default"
+
+
+def test_from_env_overrides_win_and_are_recorded() -> None:
+    env = {"OTEL_PYTHON_HF_ECO2AI_PUE": "1.5"}
+    cfg = CarbonConfig.from_env(env, pue=1.1)
+    assert cfg.pue == 1.1
+    assert cfg.sources["pue"] == "argument"
+
+
+def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_HF_ECO2AI_HISTORY_SIZE", "100")
+    assert CarbonConfig.from_env().history_size == 100
+
+
+@pytest.mark.parametrize(
+    ("var", "raw", "allowed"),
+    [
+        ("PUE", "high", "a number"),
+        ("HISTORY_SIZE", "1e3", "an integer"),
+        ("TRACK_CPU", "maybe", "true or false"),
+        ("PUE", "9", "between 1 and 3"),
+        ("COUNTRY", "Narnia", "ISO 3166"),
+    ],
+)
+def test_from_env_bad_values(var: str, raw: str, allowed: str) -> None:
+    with pytest.raises(ConfigError, match=f"OTEL_PYTHON_HF_ECO2AI_{var}") as info:
+        CarbonConfig.from_env({f"OTEL_PYTHON_HF_ECO2AI_{var}": raw})
+    assert allowed in str(info.value)
+
+
+def test_unknown_keyword_is_refused() -> None:
+    with pytest.raises(ConfigError, match="'sample_intervall'") as info:
+        CarbonConfig.from_env({}, sample_intervall=2)
+    assert "sample_interval" in info.value.allowed
+    with pytest.raises(ConfigError, match="'colour'"):
+        CarbonConfig().replace(colour="red")
+    with pytest.raises(TypeError):
+        CarbonConfig(colour="red")  # type: ignore[call-arg]
+
+
+def test_replace_validates_and_tracks_sources() -> None:
+    cfg = CarbonConfig().replace(pue=1.3)
+    assert cfg.pue == 1.3
+    assert cfg.sources["pue"] == "argument"
+    with pytest.raises(ConfigError):
+        CarbonConfig().replace(pue=7)
+
+
+def test_as_dict_and_docs_cover_every_field() -> None:
+    cfg = CarbonConfig(country="PL")
+    data = cfg.as_dict()
+    assert set(data) == set(field_names())
+    assert data["country"] == "PL"
+    docs = field_docs()
+    assert [row[0] for row in docs] == list(field_names())
+    for name, env, _default, allowed, help_text in docs:
+        assert env == env_var_name(name)
+        assert allowed and help_text
+
+
+def test_environment_variables_module_lists_every_field() -> None:
+    from hf_eco2ai import environment_variables
+
+    names = {v for k, v in vars(environment_variables).items() if k.startswith("OTEL_")}
+    assert names == {env_var_name(f) for f in field_names()}

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from hf_eco2ai.carbon.intensity import CarbonIntensity
+from hf_eco2ai.ledger import DeviceStatus, Ledger, empty_snapshot
+from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
+
+GPU = DeviceInfo("GPU-1", HwType.GPU, "Fake GPU", "NVIDIA", Method.NVML_ENERGY)
+CPU = DeviceInfo("cpu", HwType.CPU, "Fake CPU", "Acme", Method.TDP_MODEL)
+RAM = DeviceInfo("memory", HwType.MEMORY, "RAM", "", Method.RAM_MODEL)
+CI_100 = CarbonIntensity(100.0, "XX", "config")
+
+
+def test_empty_snapshot_before_first_record() -> None:
+    ledger = Ledger([GPU, CPU], pue=1.0, history_size=10)
+    snap = ledger.snapshot()
+    assert snap.seq == 0
+    assert snap.energy_j == 0.0
+    assert snap.energy_by_type == {"gpu": 0.0, "cpu": 0.0}
+    assert ledger.history().t_ns.size == 0
+
+
+def test_record_accumulates_with_pue_and_integrated_intensity() -> None:
+    ledger = Ledger([GPU, CPU, RAM], pue=1.5, history_size=10)
+    ledger.record(1, [3.6e6, 0.0, 0.0], [100.0, 10.0, 1.0], CI_100)
+    # intensity changes mid-run: the second interval is weighted by the new value
+    ledger.record(2, [0.0, 3.6e6, 1.8e6], [100.0, 10.0, 1.0], CarbonIntensity(400.0, "XX", "x"))
+    snap = ledger.snapshot()
+    assert snap.seq == 2
+    assert snap.energy_j == pytest.approx(1.5 * (3.6e6 + 3.6e6 + 1.8e6))
+    # 1 kWh x 1.5 x 100 + 1 kWh x 1.5 x 400 + 0.5 kWh x 1.5 x 400
+    assert snap.emissions_g == pytest.approx(150 + 600 + 300)
+    assert snap.energy_by_type == pytest.approx({"gpu": 5.4e6, "cpu": 5.4e6, "memory": 2.7e6})
+    assert snap.emissions_by_type == pytest.approx({"gpu": 150, "cpu": 600, "memory": 300})
+    assert snap.power_w == pytest.approx(1.5 * 111.0)
+    assert snap.power_by_type["gpu"] == pytest.approx(150.0)
+    assert snap.intensity.value == 400.0
+    assert snap.devices[0].energy_j == 3.6e6  # raw device energy, no PUE
+
+
+def test_uncertainty_band_uses_each_method() -> None:
+    ledger = Ledger([GPU, CPU], pue=1.0, history_size=10)
+    ledger.record(1, [100.0, 100.0], [0.0, 0.0], CI_100)
+    snap = ledger.snapshot()
+    # nvml-energy +-5 %, tdp-model +-50 %
+    assert snap.energy_low_j == pytest.approx(95 + 50)
+    assert snap.energy_high_j == pytest.approx(105 + 150)
+    assert snap.emissions_low_g < snap.emissions_g < snap.emissions_high_g
+    assert snap.devices[1].energy_low_j == pytest.approx(50)
+    assert snap.devices[1].energy_high_j == pytest.approx(150)
+    assert snap.methods == ("nvml-energy", "tdp-model")
+    assert snap.measured is False
+
+
+def test_measured_only_with_hardware_counters() -> None:
+    ledger = Ledger([GPU], pue=1.0, history_size=10)
+    assert ledger.snapshot().measured is True
+    assert empty_snapshot([], 1.0).measured is False
+
+
+def test_negative_deltas_are_ignored() -> None:
+    ledger = Ledger([GPU], pue=1.0, history_size=10)
+    ledger.record(1, [10.0], [1.0], CI_100)
+    ledger.record(2, [-5.0], [1.0], CI_100)
+    assert ledger.snapshot().energy_j == 10.0
+
+
+def test_status_errors_and_optional_fields_in_snapshot() -> None:
+    ledger = Ledger([GPU], pue=1.0, history_size=10)
+    ledger.record(
+        1,
+        [1.0],
+        [50.0],
+        CI_100,
+        utilization=[0.5],
+        memory_used=[1024],
+        memory_limit=[4096],
+        status=[DeviceStatus.ERROR],
+        errors=[3],
+    )
+    dev = ledger.snapshot().devices[0]
+    assert (dev.utilization, dev.memory_used, dev.memory_limit) == (0.5, 1024, 4096)
+    assert (dev.status, dev.errors) == ("error", 3)
+    ledger.set_status(0, DeviceStatus.LOST, 4)
+    ledger.record(2, [0.0], [0.0], CI_100)
+    assert ledger.snapshot().devices[0].status == "lost"
+    assert ledger.snapshot().devices[0].errors == 4
+
+
+def test_history_ring_buffer_is_bounded_and_ordered() -> None:
+    ledger = Ledger([GPU, CPU], pue=2.0, history_size=10)
+    for k in range(25):
+        ledger.record(k, [1.0, 1.0], [float(k), 2.0 * k], CI_100)
+    hist = ledger.history()
+    assert hist.t_ns.tolist() == list(range(15, 25))
+    assert hist.power_w.shape == (10, 2)
+    assert hist.power_w[:, 0].tolist() == [float(k) for k in range(15, 25)]
+    assert hist.energy_j[-1] == pytest.approx(2.0 * 2 * 25)
+    assert (hist.intensity == 100.0).all()
+    # the copy is detached from the ring
+    hist.t_ns[0] = -1
+    assert ledger.history().t_ns[0] == 15
+
+
+def test_snapshot_is_consistent_under_concurrent_writes() -> None:
+    ledger = Ledger([GPU, CPU], pue=1.0, history_size=64)
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            ledger.record(1, [1.0, 1.0], [1.0, 1.0], CI_100)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(2000):
+            snap = ledger.snapshot()
+            assert snap.energy_j == pytest.approx(sum(d.energy_j for d in snap.devices))
+            assert snap.energy_j == pytest.approx(2.0 * snap.seq)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_reset_lock_gives_a_usable_lock() -> None:
+    ledger = Ledger([GPU], pue=1.0, history_size=10)
+    ledger._lock.acquire()  # as if another thread held it when a fork happened
+    ledger.reset_lock()
+    ledger.record(1, [1.0], [1.0], CI_100)
+    assert ledger.snapshot().seq == 1
