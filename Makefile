@@ -26,14 +26,14 @@ test: $(STAMP)
 	$(PY) -m pytest --cov=hf_eco2ai --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples benchmarks
-	$(VENV)/bin/ruff format --check src tests examples benchmarks
+	$(VENV)/bin/ruff check src tests tools examples benchmarks
+	$(VENV)/bin/ruff format --check src tests tools examples benchmarks
 
 type: $(STAMP)
 	$(VENV)/bin/mypy --strict src
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 build: $(STAMP)
 	rm -rf dist

@@ -129,7 +129,7 @@ def _gpu_devices(name: str, value: object) -> tuple[str, ...] | None:
         if not isinstance(item, str):
             raise ConfigError(name, value, allowed)
         text = item.strip()
-        if text.isdigit() or text.startswith(("GPU-", "MIG-")) and len(text) > 4:
+        if text.isdigit() or (text.startswith(("GPU-", "MIG-")) and len(text) > 4):
             out.append(text)
         else:
             raise ConfigError(name, value, allowed)
@@ -264,12 +264,22 @@ class CarbonConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "sample_interval", float(_number("sample_interval", self.sample_interval, 0.05, 60)))
+        set_(
+            self,
+            "sample_interval",
+            float(_number("sample_interval", self.sample_interval, 0.05, 60)),
+        )
         set_(self, "pue", float(_number("pue", self.pue, 1.0, 3.0)))
         set_(self, "country", _country("country", self.country))
         set_(self, "region", _nonempty_str("region", self.region, optional=True))
-        set_(self, "carbon_intensity", _optional_number("carbon_intensity", self.carbon_intensity, 0, 2000))
-        set_(self, "carbon_table", _choice("carbon_table", self.carbon_table, ("builtin", "eco2ai")))
+        set_(
+            self,
+            "carbon_intensity",
+            _optional_number("carbon_intensity", self.carbon_intensity, 0, 2000),
+        )
+        set_(
+            self, "carbon_table", _choice("carbon_table", self.carbon_table, ("builtin", "eco2ai"))
+        )
         set_(
             self,
             "carbon_provider",
@@ -288,7 +298,11 @@ class CarbonConfig:
             set_(self, flag, _bool(flag, getattr(self, flag)))
         set_(self, "gpu_devices", _gpu_devices("gpu_devices", self.gpu_devices))
         set_(self, "cpu_tdp", _optional_number("cpu_tdp", self.cpu_tdp, 1, 2000))
-        set_(self, "ram_power_per_gb", float(_number("ram_power_per_gb", self.ram_power_per_gb, 0, 10)))
+        set_(
+            self,
+            "ram_power_per_gb",
+            float(_number("ram_power_per_gb", self.ram_power_per_gb, 0, 10)),
+        )
         set_(self, "output_dir", _nonempty_str("output_dir", self.output_dir, optional=False))
         set_(
             self,
@@ -305,7 +319,9 @@ class CarbonConfig:
             raise ConfigError("experiment_description", self.experiment_description, "a string")
         sources = dict(self.sources)
         for name in field_names():
-            sources.setdefault(name, "default" if getattr(self, name) == _default(name) else "argument")
+            sources.setdefault(
+                name, "default" if getattr(self, name) == _default(name) else "argument"
+            )
         set_(self, "sources", sources)
 
     # ------------------------------------------------------------------ construction
@@ -363,7 +379,13 @@ def field_docs() -> list[tuple[str, str, str, str, str]]:
         if "internal" in f.metadata:
             continue
         rows.append(
-            (f.name, env_var_name(f.name), repr(_default(f.name)), f.metadata["allowed"], f.metadata["help"])
+            (
+                f.name,
+                env_var_name(f.name),
+                repr(_default(f.name)),
+                f.metadata["allowed"],
+                f.metadata["help"],
+            )
         )
     return rows
 
@@ -375,15 +397,24 @@ def _default(name: str) -> Any:
 
 _INT_FIELDS = frozenset({"step_span_every", "history_size"})
 _FLOAT_FIELDS = frozenset(
-    {"sample_interval", "pue", "carbon_intensity", "carbon_refresh_interval", "cpu_tdp", "ram_power_per_gb"}
+    {
+        "sample_interval",
+        "pue",
+        "carbon_intensity",
+        "carbon_refresh_interval",
+        "cpu_tdp",
+        "ram_power_per_gb",
+    }
 )
 
 
 def _parse_env(name: str, raw: str) -> Any:
     text = raw.strip()
     default = _default(name)
+    if text == "" and default is None:  # an empty optional variable means "not set"
+        return None
     if name == "gpu_devices":
-        return None if text == "" else [part for part in text.split(",")]
+        return text.split(",")
     if isinstance(default, bool):
         low = text.lower()
         if low in _TRUE:
@@ -401,6 +432,4 @@ def _parse_env(name: str, raw: str) -> Any:
             return float(text)
         except ValueError:
             raise ConfigError(name, raw, "a number") from None
-    if text == "" and default is None:
-        return None
     return text

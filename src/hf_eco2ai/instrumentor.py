@@ -166,7 +166,9 @@ def _trainer_init_wrapper(signature: inspect.Signature) -> Callable[..., Any]:
     return wrapper
 
 
-def _trainer_train_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+def _trainer_train_wrapper(
+    wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
+) -> Any:
     try:
         return wrapped(*args, **kwargs)
     except BaseException as exc:

@@ -207,7 +207,9 @@ class Ledger:
             total = sum(self._energy) * self.pue
             self._e[slot] = total
             self._ci[slot] = intensity.value
-            self._latest = self._build(t_ns, power_w, intensity, utilization, memory_used, memory_limit)
+            self._latest = self._build(
+                t_ns, power_w, intensity, utilization, memory_used, memory_limit
+            )
 
     def set_status(self, index: int, status: str, errors: int) -> None:
         """Update one device's status without adding energy (published at the next record)."""

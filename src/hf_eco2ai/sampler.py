@@ -40,7 +40,16 @@ _LIVE: weakref.WeakSet[Sampler] = weakref.WeakSet()
 class _DeviceTrack:
     """Per-device integration state (sampler thread only)."""
 
-    __slots__ = ("errors", "last_energy", "last_power", "last_t", "logged", "lost", "sensor", "index")
+    __slots__ = (
+        "errors",
+        "index",
+        "last_energy",
+        "last_power",
+        "last_t",
+        "logged",
+        "lost",
+        "sensor",
+    )
 
     def __init__(self, sensor: Sensor, index: int) -> None:
         self.sensor = sensor
@@ -170,7 +179,9 @@ class Sampler:
                     kind = type(exc).__name__
                     if kind not in tr.logged:
                         tr.logged.add(kind)
-                        _LOG.warning("hf-eco2ai: reading %s failed (%s: %s); retrying", name, kind, exc)
+                        _LOG.warning(
+                            "hf-eco2ai: reading %s failed (%s: %s); retrying", name, kind, exc
+                        )
                 errors[k] = tr.errors
                 powers[k] = 0.0
                 continue

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -10,7 +11,7 @@ import pytest
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
 from hf_eco2ai.ledger import Ledger
 from hf_eco2ai.sampler import Sampler
-from hf_eco2ai.sensors.base import DeviceLostError, HwType, SensorError
+from hf_eco2ai.sensors.base import DeviceLostError, HwType
 from tests.fakes.synthetic import FakeClock, TraceSensor, integrate
 
 CI = StaticIntensity(CarbonIntensity(200.0, "XX", "config"))
@@ -286,6 +287,6 @@ def test_drift_free_schedule_skips_after_a_slow_tick() -> None:
     sampler.start()
     time.sleep(0.8)
     sampler.stop()
-    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert not any(g < 0.02 for g in gaps[2:-1]), gaps  # no burst of catch-up ticks
     assert math.isfinite(sum(gaps))

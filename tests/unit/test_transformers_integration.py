@@ -17,7 +17,7 @@ from hf_eco2ai._state import active_session
 from tests.conftest import fake_monitor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from train_hf import make_trainer  # noqa: E402
+from train_hf import make_trainer
 
 
 class Boom(RuntimeError):
@@ -136,7 +136,9 @@ class TrainerInstrumentationTest(TestBase):
         self.assertIn("hf_eco2ai.energy.cpu.joules", attrs)
         self.assertEqual(attrs["hf_eco2ai.energy.method"], "nvml-energy,ram-model,tdp-model")
         self.assertLessEqual(attrs["hf_eco2ai.energy.joules.low"], attrs["hf_eco2ai.energy.joules"])
-        self.assertGreaterEqual(attrs["hf_eco2ai.energy.joules.high"], attrs["hf_eco2ai.energy.joules"])
+        self.assertGreaterEqual(
+            attrs["hf_eco2ai.energy.joules.high"], attrs["hf_eco2ai.energy.joules"]
+        )
         self.assertEqual(attrs["hf_eco2ai.model.class"], "BertForSequenceClassification")
         self.assertGreater(attrs["hf_eco2ai.model.parameters"], 10_000)
         self.assertEqual(attrs["hf_eco2ai.per_device_batch_size"], 8)

@@ -66,7 +66,7 @@ def batch_size_and_tokens(inputs: Any) -> tuple[int, int]:
     return 0, 0
 
 
-class Eco2AICallback(TrainerCallback):  # type: ignore[misc]
+class Eco2AICallback(TrainerCallback):
     """A ``TrainerCallback`` that turns a Trainer run into energy-carrying spans and metrics.
 
     Args:

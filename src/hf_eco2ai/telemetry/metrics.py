@@ -29,6 +29,7 @@ from hf_eco2ai.telemetry.names import (
 )
 
 if TYPE_CHECKING:
+    from hf_eco2ai.ledger import DeviceState
     from hf_eco2ai.monitor import EnergyMonitor
 
 _LOG = logging.getLogger(__name__)
@@ -37,7 +38,15 @@ _LOG = logging.getLogger(__name__)
 class TrainingCounters:
     """Plain counters of one framework's training in this process (hot path: integer adds)."""
 
-    __slots__ = ("framework", "run_energy_start_j", "run_samples", "run_tokens", "samples", "steps", "tokens")
+    __slots__ = (
+        "framework",
+        "run_energy_start_j",
+        "run_samples",
+        "run_tokens",
+        "samples",
+        "steps",
+        "tokens",
+    )
 
     def __init__(self, framework: str) -> None:
         self.framework = framework
@@ -113,7 +122,7 @@ class EnergyMetrics:
                 _LOG.warning("hf-eco2ai: collecting %s failed", key, exc_info=True)
 
     # ------------------------------------------------------------------ per metric
-    def _snapshot_devices(self):  # type: ignore[no-untyped-def]
+    def _snapshot_devices(self) -> tuple[DeviceState, ...]:
         monitor = self._get_monitor()
         return () if monitor is None else monitor.snapshot().devices
 
@@ -126,7 +135,7 @@ class EnergyMetrics:
             yield Observation(d.power_w, d.info.attributes())
 
     @staticmethod
-    def _gpu_attrs(d) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    def _gpu_attrs(d: DeviceState) -> dict[str, str]:
         return {"hw.id": d.info.hw_id, "hw.name": d.info.name, "hw.vendor": d.info.vendor}
 
     def _hw_gpu_utilization(self) -> Iterator[Observation]:

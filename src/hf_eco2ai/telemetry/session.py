@@ -53,7 +53,9 @@ class TelemetrySession:
     ) -> None:
         self.config = config
         self._owns_shared = monitor is None
-        self.monitor = monitor if monitor is not None else acquire_monitor(config, local_rank=local_rank)
+        self.monitor = (
+            monitor if monitor is not None else acquire_monitor(config, local_rank=local_rank)
+        )
         if monitor is not None:
             monitor.start()
         self.tracer: Tracer = trace.get_tracer(

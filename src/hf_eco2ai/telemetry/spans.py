@@ -232,7 +232,9 @@ class RunTelemetry:
         """Open a sampled step span when ``next_step`` is a multiple of ``step_span_every``."""
         if self.step_every and next_step % self.step_every == 0:
             self._step = self._open(
-                f"{self.prefix}.step", self._epoch or self._run, {"hf_eco2ai.global_step": next_step}
+                f"{self.prefix}.step",
+                self._epoch or self._run,
+                {"hf_eco2ai.global_step": next_step},
             )
 
     def step(self, global_step: int, samples: int, tokens: int) -> None:
@@ -248,7 +250,7 @@ def summary_line(framework: str, window: EnergyWindow, samples: int, tokens: int
     parts = ", ".join(f"{t} {j:.1f} J" for t, j in sorted(window.energy_by_type.items()))
     text = (
         f"hf-eco2ai: {framework} run used {window.energy_j:.1f} J "
-        f"[{window.energy_low_j:.1f}–{window.energy_high_j:.1f}] ({parts or 'no devices'}), "
+        f"[{window.energy_low_j:.1f}..{window.energy_high_j:.1f}] ({parts or 'no devices'}), "
         f"{window.emissions_g:.4f} gCO2e at {window.mean_intensity:.0f} g/kWh "
         f"({window.zone}, {window.source}) in {window.duration_s:.1f} s"
     )

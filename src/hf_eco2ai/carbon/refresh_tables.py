@@ -1,0 +1,528 @@
+"""Rebuild the carbon-intensity tables under ``hf_eco2ai/carbon/data/`` from downloaded sources.
+
+Run it with the directory holding the source files (see ``data/README.md`` for where each comes
+from)::
+
+    python -m hf_eco2ai.carbon.refresh_tables --from ~/Downloads/carbon-sources [--out DIR]
+
+Source files (only ``global_energy_mix.json`` is required; a missing optional source keeps the
+rows the shipped tables already hold for it):
+
+==============================  ==============================================================
+``global_energy_mix.json``      CodeCarbon's country table (Our World in Data / Ember),
+                                keyed by ISO alpha-3, ``carbon_intensity`` in gCO2e/kWh + year
+``iso_3166-1.json``             Debian ``iso-codes``: the ISO 3166-1 country list
+``iso_3166-2.json``             Debian ``iso-codes``: subdivision names (US-CA → California)
+``CI_aggregated.csv``           Green Algorithms ``data/v3.0``: US states, Canadian provinces,
+                                Australian states (gCO2e/kWh, year in the source text)
+``nordic_emissions.json``       CodeCarbon's Nordic bidding zones (ENTSO-E based)
+``impact.csv``                  CodeCarbon's cloud table: Google Cloud's per-region grid intensity
+``carbon_index.csv``            eco2ai's carbon index: used for countries the first file lacks
+``cloud_region_locations.csv``  cloud region → grid zone (defaults to the shipped copy)
+==============================  ==============================================================
+
+Nothing here runs at import time; the module only reads and writes files when called.
+
+Example:
+    >>> from pathlib import Path
+    >>> callable(build_tables)
+    True
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+Row = dict[str, str]
+
+#: The directory the tables ship in (``src/hf_eco2ai/carbon/data`` in a checkout).
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+COUNTRY_COLUMNS = ("alpha2", "alpha3", "name", "intensity_g_per_kwh", "year", "source", "note")
+ZONE_COLUMNS = ("zone", "country", "code", "name", "intensity_g_per_kwh", "year", "source", "note")
+CLOUD_COLUMNS = (
+    "provider",
+    "region",
+    "country",
+    "zone",
+    "location",
+    "intensity_g_per_kwh",
+    "year",
+    "source",
+    "note",
+)
+ISO_COLUMNS = ("alpha2", "alpha3", "numeric", "name")
+LOCATION_COLUMNS = ("provider", "region", "zone", "location", "reference")
+
+#: Short dataset names used in the ``source`` column (and in ``table:<name>@<year>``).
+SRC_OWID = "owid"
+SRC_ECO2AI = "eco2ai"
+SRC_GREEN_ALGORITHMS = "green-algorithms"
+SRC_NORDIC = "codecarbon-nordic"
+SRC_GOOGLE = "google-cloud"
+SRC_WORLD = "world-average"
+
+#: Territories without their own figure whose grid is the neighbour's (interconnection/imports).
+#: Anything else without data gets the world average, flagged in ``note``.
+PROXIES: Mapping[str, str] = {
+    "AX": "FI",  # Åland: interconnected with the Finnish/Swedish grid
+    "AD": "ES",  # Andorra: imports most of its electricity over the Spanish border
+    "LI": "CH",  # Liechtenstein: Swiss grid
+    "MC": "FR",  # Monaco: French grid
+    "SM": "IT",  # San Marino: Italian grid
+    "VA": "IT",  # Vatican: Italian grid
+    "JE": "FR",  # Jersey: supplied from France by submarine cables
+    "GG": "FR",  # Guernsey: supplied from France via Jersey
+    "IM": "GB",  # Isle of Man: interconnector with Great Britain
+}
+
+#: Green Algorithms location codes → ISO 3166-2 style zone codes.
+GA_RENAMES: Mapping[str, str] = {
+    "CA-MT": "CA-MB",
+    "AU-WA2": "AU-WA",
+    "AU-WA1": "AU-WA-NWIS",
+    "AU-NT2": "AU-NT-DKIS",
+}
+GA_COUNTRIES = ("US", "CA", "AU")
+
+#: Typos in upstream region names.
+CLOUD_REGION_FIXES: Mapping[str, str] = {"me-cenrtal1": "me-central1"}
+
+#: Calendar year of the Google Cloud region figures in CodeCarbon's ``impact.csv``
+#: (Google's mid-2024 publication, which reports calendar year 2023).
+GOOGLE_YEAR = 2023
+
+NORDIC_NAMES: Mapping[str, str] = {
+    "SE1": "Sweden bidding zone SE1 (Luleå)",
+    "SE2": "Sweden bidding zone SE2 (Sundsvall)",
+    "SE3": "Sweden bidding zone SE3 (Stockholm)",
+    "SE4": "Sweden bidding zone SE4 (Malmö)",
+    "NO1": "Norway bidding zone NO1 (Oslo)",
+    "NO2": "Norway bidding zone NO2 (Kristiansand)",
+    "NO3": "Norway bidding zone NO3 (Trondheim)",
+    "NO4": "Norway bidding zone NO4 (Tromsø)",
+    "NO5": "Norway bidding zone NO5 (Bergen)",
+}
+
+
+class SourceError(ValueError):
+    """A source file is missing, unreadable or not of the expected shape."""
+
+
+@dataclass
+class Tables:
+    """The rebuilt tables, as rows of strings ready for :func:`write_tables`."""
+
+    iso: list[Row]
+    countries: list[Row]
+    zones: list[Row]
+    cloud: list[Row]
+    locations: list[Row]
+
+
+# --------------------------------------------------------------------------- small helpers
+def _fmt(value: float) -> str:
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _intensity(raw: object, what: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise SourceError(f"{what}: intensity {raw!r} is not a number")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SourceError(f"{what}: intensity {raw!r} is not a number") from None
+    if not math.isfinite(value) or not 0 <= value <= 2000:
+        raise SourceError(f"{what}: intensity {value} outside 0..2000 gCO2e/kWh")
+    return value
+
+
+def _year(raw: object, what: str) -> int:
+    try:
+        year = int(str(raw))
+    except ValueError:
+        raise SourceError(f"{what}: year {raw!r} is not a year") from None
+    if not 1990 <= year <= 2100:
+        raise SourceError(f"{what}: year {year} out of range")
+    return year
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"{path.name}: cannot read JSON ({exc})") from None
+
+
+def _read_csv(path: Path, *, skip_lines: int = 0) -> list[Row]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path.name}: cannot read CSV ({exc})") from None
+    lines = text.splitlines(keepends=True)[skip_lines:]
+    reader = csv.DictReader(io.StringIO("".join(lines)))
+    return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+
+
+def read_table(path: Path) -> list[Row]:
+    """Read one of our CSV tables (or return ``[]`` when it does not exist yet)."""
+    if not path.exists():
+        return []
+    return _read_csv(path)
+
+
+# --------------------------------------------------------------------------- sources
+def _iso_rows(src: Path, current: Path) -> list[Row]:
+    path = src / "iso_3166-1.json"
+    if not path.exists():
+        kept = read_table(current / "iso3166.csv")
+        if not kept:
+            raise SourceError("iso_3166-1.json missing and no shipped iso3166.csv to keep")
+        return kept
+    data = _read_json(path)
+    entries = data.get("3166-1") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise SourceError("iso_3166-1.json: expected an object with a '3166-1' list")
+    rows: list[Row] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise SourceError("iso_3166-1.json: entries must be objects")
+        try:
+            a2, a3, num = entry["alpha_2"], entry["alpha_3"], entry["numeric"]
+            name = entry.get("common_name") or entry["name"]
+        except KeyError as exc:
+            raise SourceError(f"iso_3166-1.json: entry without {exc}") from None
+        if not re.fullmatch(r"[A-Z]{2}", a2) or not re.fullmatch(r"[A-Z]{3}", a3):
+            raise SourceError(f"iso_3166-1.json: bad codes {a2!r}/{a3!r}")
+        rows.append({"alpha2": a2, "alpha3": a3, "numeric": str(num), "name": str(name)})
+    return sorted(rows, key=lambda r: r["alpha2"])
+
+
+def _subdivision_names(src: Path) -> dict[str, str]:
+    path = src / "iso_3166-2.json"
+    if not path.exists():
+        return {}
+    data = _read_json(path)
+    entries = data.get("3166-2") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise SourceError("iso_3166-2.json: expected an object with a '3166-2' list")
+    return {
+        str(e["code"]): str(e["name"])
+        for e in entries
+        if isinstance(e, dict) and "code" in e and "name" in e
+    }
+
+
+def _owid(src: Path) -> dict[str, tuple[float, int, float]]:
+    """alpha-3 → (intensity, year, generation TWh) from CodeCarbon's global_energy_mix.json."""
+    path = src / "global_energy_mix.json"
+    if not path.exists():
+        raise SourceError(f"{path} is required (CodeCarbon's global_energy_mix.json)")
+    data = _read_json(path)
+    if not isinstance(data, dict) or not data:
+        raise SourceError("global_energy_mix.json: expected an object keyed by ISO alpha-3")
+    out: dict[str, tuple[float, int, float]] = {}
+    for key, entry in data.items():
+        what = f"global_energy_mix.json[{key}]"
+        if not isinstance(entry, dict) or "carbon_intensity" not in entry or "year" not in entry:
+            raise SourceError(f"{what}: needs 'carbon_intensity' and 'year'")
+        total = entry.get("total_TWh", 0.0)
+        generation = float(total) if isinstance(total, (int, float)) else 0.0
+        out[str(key).upper()] = (
+            _intensity(entry["carbon_intensity"], what),
+            _year(entry["year"], what),
+            max(generation, 0.0),
+        )
+    return out
+
+
+def _eco2ai_countries(src: Path) -> dict[str, float]:
+    path = src / "carbon_index.csv"
+    if not path.exists():
+        return {}
+    out: dict[str, float] = {}
+    for row in _read_csv(path):
+        if row.get("region") != "Whole country":
+            continue
+        a3 = row.get("alpha_3_code", "").upper()
+        value = row.get("Emission intensity, kg/MWh", "")
+        if re.fullmatch(r"[A-Z]{3}", a3) and value:
+            out[a3] = _intensity(value, f"carbon_index.csv[{a3}]")
+    return out
+
+
+def _green_algorithms(src: Path, names: Mapping[str, str]) -> list[Row] | None:
+    path = src / "CI_aggregated.csv"
+    if not path.exists():
+        return None
+    rows = _read_csv(path, skip_lines=1)  # first line is a units banner
+    out: list[Row] = []
+    for row in rows:
+        location = row.get("location", "")
+        if row.get("Type") != "Region" or location[:2] not in GA_COUNTRIES or "-" not in location:
+            continue
+        zone = GA_RENAMES.get(location, location)
+        country, code = zone.split("-", 1)
+        text = f"{row.get('source', '')} {row.get('comments', '')}"
+        match = re.search(r"data from (\d{4})", text, flags=re.IGNORECASE)
+        if match is None:
+            raise SourceError(f"CI_aggregated.csv[{location}]: no 'data from YYYY' in source")
+        out.append(
+            {
+                "zone": zone,
+                "country": country,
+                "code": code,
+                "name": names.get(zone) or row.get("regionName", code),
+                "intensity_g_per_kwh": _fmt(
+                    _intensity(row.get("carbonIntensity", ""), f"CI_aggregated.csv[{location}]")
+                ),
+                "year": str(_year(match.group(1), location)),
+                "source": SRC_GREEN_ALGORITHMS,
+                "note": row.get("source", ""),
+            }
+        )
+    if not out:
+        raise SourceError("CI_aggregated.csv: no US/CA/AU region rows found")
+    return out
+
+
+def _nordic(src: Path) -> list[Row] | None:
+    path = src / "nordic_emissions.json"
+    if not path.exists():
+        return None
+    data = _read_json(path)
+    zones = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(zones, dict):
+        raise SourceError("nordic_emissions.json: expected an object with a 'data' object")
+    out: list[Row] = []
+    for key, entry in zones.items():
+        if key not in NORDIC_NAMES:  # whole countries (FI) come from the country table
+            continue
+        what = f"nordic_emissions.json[{key}]"
+        if not isinstance(entry, dict):
+            raise SourceError(f"{what}: expected an object")
+        unit = str(entry.get("unit", "gCO2eq/kWh"))
+        if "kwh" not in unit.lower() or not unit.lower().startswith("gco2"):
+            raise SourceError(f"{what}: unexpected unit {unit!r}")
+        out.append(
+            {
+                "zone": f"{key[:2]}-{key}",
+                "country": key[:2],
+                "code": key,
+                "name": NORDIC_NAMES[key],
+                "intensity_g_per_kwh": _fmt(_intensity(entry.get("emission_factor"), what)),
+                "year": str(_year(entry.get("year"), what)),
+                "source": SRC_NORDIC,
+                "note": "historical averages from ENTSO-E data (CodeCarbon)",
+            }
+        )
+    return out
+
+
+def _google(src: Path) -> dict[str, float] | None:
+    path = src / "impact.csv"
+    if not path.exists():
+        return None
+    out: dict[str, float] = {}
+    for row in _read_csv(path):
+        if row.get("provider", "").lower() != "gcp":
+            continue
+        region = row.get("region", "").strip().lower()
+        region = CLOUD_REGION_FIXES.get(region, region)
+        out[region] = _intensity(row.get("impact", ""), f"impact.csv[{region}]")
+    return out
+
+
+def _locations(src: Path, current: Path) -> list[Row]:
+    path = src / "cloud_region_locations.csv"
+    rows = _read_csv(path) if path.exists() else read_table(current / "cloud_region_locations.csv")
+    for row in rows:
+        if set(LOCATION_COLUMNS) - set(row):
+            raise SourceError(f"cloud_region_locations.csv: needs columns {LOCATION_COLUMNS}")
+    return rows
+
+
+# --------------------------------------------------------------------------- build
+def build_tables(src: Path, current: Path = DATA_DIR) -> Tables:
+    """Rebuild every table from the source files in ``src``.
+
+    ``current`` is the directory of the tables in force: rows of a source that is absent from
+    ``src`` are kept from there.
+
+    Raises:
+        SourceError: a source file is missing (the required one) or malformed.
+    """
+    iso = _iso_rows(src, current)
+    names = _subdivision_names(src)
+    owid = _owid(src)
+    eco = _eco2ai_countries(src)
+
+    weighted = [(v, g) for v, _, g in owid.values() if g > 0]
+    if not weighted:
+        raise SourceError("global_energy_mix.json: no generation figures for a world average")
+    world = sum(v * g for v, g in weighted) / sum(g for _, g in weighted)
+    world_year = max(y for _, y, _ in owid.values())
+
+    by_a2: dict[str, Row] = {}
+    countries: list[Row] = []
+    for entry in iso:
+        a2, a3 = entry["alpha2"], entry["alpha3"]
+        row: Row = {"alpha2": a2, "alpha3": a3, "name": entry["name"]}
+        if a3 in owid:
+            value, year, _ = owid[a3]
+            row.update(intensity_g_per_kwh=_fmt(value), year=str(year), source=SRC_OWID, note="")
+        elif a3 in eco:
+            row.update(intensity_g_per_kwh=_fmt(eco[a3]), year="2022", source=SRC_ECO2AI, note="")
+        else:
+            row.update(
+                intensity_g_per_kwh=_fmt(world),
+                year=str(world_year),
+                source=SRC_WORLD,
+                note="no public figure: world average",
+            )
+        by_a2[a2] = row
+        countries.append(row)
+    for a2, parent in PROXIES.items():
+        proxied = by_a2.get(a2)
+        target = by_a2.get(parent)
+        if proxied is None or target is None or proxied["source"] != SRC_WORLD:
+            continue
+        proxied.update(
+            intensity_g_per_kwh=target["intensity_g_per_kwh"],
+            year=target["year"],
+            source=target["source"],
+            note=f"no own figure: grid of {parent} (interconnected)",
+        )
+    countries.append(
+        {
+            "alpha2": "WORLD",
+            "alpha3": "WLD",
+            "name": "World",
+            "intensity_g_per_kwh": _fmt(world),
+            "year": str(world_year),
+            "source": SRC_OWID,
+            "note": "generation-weighted mean of the owid country rows",
+        }
+    )
+
+    old_zones = read_table(current / "zones.csv")
+    zones: list[Row] = []
+    for source_name, fresh in (
+        (SRC_GREEN_ALGORITHMS, _green_algorithms(src, names)),
+        (SRC_NORDIC, _nordic(src)),
+    ):
+        zones.extend(fresh if fresh is not None else _keep(old_zones, source_name))
+    zones.sort(key=lambda r: r["zone"])
+
+    locations = _locations(src, current)
+    google = _google(src)
+    old_cloud = {(r["provider"], r["region"]): r for r in read_table(current / "cloud_regions.csv")}
+    zone_rows = {r["zone"]: r for r in zones}
+    cloud: list[Row] = []
+    for loc in locations:
+        provider, region, zone = loc["provider"], loc["region"], loc["zone"]
+        country = zone[:2]
+        if country not in by_a2:
+            raise SourceError(f"cloud_region_locations.csv[{provider}:{region}]: zone {zone!r}")
+        base = zone_rows.get(zone) or by_a2[country]
+        row = {
+            "provider": provider,
+            "region": region,
+            "country": country,
+            "zone": zone,
+            "location": loc["location"],
+        }
+        old = old_cloud.get((provider, region))
+        if provider == "gcp" and google is not None and region in google:
+            row.update(
+                intensity_g_per_kwh=_fmt(google[region]),
+                year=str(GOOGLE_YEAR),
+                source=SRC_GOOGLE,
+                note="Google Cloud region grid carbon intensity",
+            )
+        elif google is None and old is not None and old.get("source") == SRC_GOOGLE:
+            row.update({k: old[k] for k in ("intensity_g_per_kwh", "year", "source", "note")})
+        else:
+            row.update(
+                intensity_g_per_kwh=base["intensity_g_per_kwh"],
+                year=base["year"],
+                source=base["source"],
+                note=f"grid of {zone}",
+            )
+        cloud.append(row)
+    return Tables(iso=iso, countries=countries, zones=zones, cloud=cloud, locations=locations)
+
+
+def _keep(rows: Iterable[Row], source: str) -> list[Row]:
+    return [dict(r) for r in rows if r.get("source") == source]
+
+
+def _write(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+
+
+def write_tables(tables: Tables, out: Path) -> list[Path]:
+    """Write ``tables`` as CSV files into ``out`` (created if needed); returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    plan: list[tuple[str, Sequence[str], list[Row]]] = [
+        ("iso3166.csv", ISO_COLUMNS, tables.iso),
+        ("countries.csv", COUNTRY_COLUMNS, tables.countries),
+        ("zones.csv", ZONE_COLUMNS, tables.zones),
+        ("cloud_regions.csv", CLOUD_COLUMNS, tables.cloud),
+        ("cloud_region_locations.csv", LOCATION_COLUMNS, tables.locations),
+    ]
+    paths = []
+    for name, columns, rows in plan:
+        _write(out / name, columns, rows)
+        paths.append(out / name)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: ``python -m hf_eco2ai.carbon.refresh_tables --from DIR``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_eco2ai.carbon.refresh_tables",
+        description="Rebuild hf-eco2ai's carbon-intensity tables from downloaded source files.",
+    )
+    parser.add_argument("--from", dest="src", required=True, type=Path, help="source directory")
+    parser.add_argument(
+        "--out", type=Path, default=DATA_DIR, help=f"output directory (default: {DATA_DIR})"
+    )
+    parser.add_argument(
+        "--current",
+        type=Path,
+        default=None,
+        help="tables whose rows are kept for absent sources (default: --out)",
+    )
+    args = parser.parse_args(argv)
+    current = args.current if args.current is not None else args.out
+    try:
+        tables = build_tables(args.src, current)
+    except SourceError as exc:
+        print(f"refresh_tables: {exc}", file=sys.stderr)
+        return 1
+    for path in write_tables(tables, args.out):
+        print(f"wrote {path}")
+    print(
+        f"{len(tables.countries)} country rows, {len(tables.zones)} zones, "
+        f"{len(tables.cloud)} cloud regions"
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hf_eco2ai.carbon import refresh_tables as rt
+
+ISO = {
+    "3166-1": [
+        {"alpha_2": "FR", "alpha_3": "FRA", "numeric": "250", "name": "France"},
+        {"alpha_2": "DE", "alpha_3": "DEU", "numeric": "276", "name": "Germany"},
+        {"alpha_2": "JE", "alpha_3": "JEY", "numeric": "832", "name": "Jersey"},
+        {"alpha_2": "AQ", "alpha_3": "ATA", "numeric": "010", "name": "Antarctica"},
+        {"alpha_2": "BV", "alpha_3": "BVT", "numeric": "074", "name": "Bouvet Island"},
+        {"alpha_2": "US", "alpha_3": "USA", "numeric": "840", "name": "United States"},
+        {"alpha_2": "CA", "alpha_3": "CAN", "numeric": "124", "name": "Canada"},
+        {"alpha_2": "SE", "alpha_3": "SWE", "numeric": "752", "name": "Sweden"},
+        {
+            "alpha_2": "QA",
+            "alpha_3": "QAT",
+            "numeric": "634",
+            "name": "Qatar, State of",
+            "common_name": "Qatar",
+        },
+    ]
+}
+ISO2 = {"3166-2": [{"code": "US-CA", "name": "California"}, {"code": "CA-MB", "name": "Manitoba"}]}
+OWID = {
+    "FRA": {"carbon_intensity": 50.0, "year": 2023, "total_TWh": 100.0},
+    "DEU": {"carbon_intensity": 350.0, "year": 2022, "total_TWh": 300.0},
+    "USA": {"carbon_intensity": 370.0, "year": 2023, "total_TWh": 0},
+    "CAN": {"carbon_intensity": 170.0, "year": 2023},
+    "SWE": {"carbon_intensity": 40.0, "year": 2023, "total_TWh": "n/a"},
+    "QAT": {"carbon_intensity": 600.0, "year": 2023, "total_TWh": 10.0},
+}
+GA = (
+    "index,,,,in gCO2e/kWh,,banner,\n"
+    "location,continentName,countryName,regionName,carbonIntensity,Type,source,comments\n"
+    "WORLD,World,Any,Any,475,World,iea,Data from 2019\n"
+    "US-CA,North America,USA,Calif,216.43,Region,carbonfootprint (data from 2020 published),\n"
+    "CA-MT,North America,Canada,Manitoba,1.3,Region,NIR,Data from 2019\n"
+    "CN-HK,Asia,China,Hong Kong,710,Region,x (data from 2020),\n"
+    "FR,Europe,France,Any,51.28,Country,AIB (data from 2020),\n"
+)
+NORDIC = {
+    "data": {
+        "SE3": {"emission_factor": 18.0, "unit": "gCO2eq/kWh", "year": 2024},
+        "FI": {"emission_factor": 72.0, "unit": "gCO2eq/kWh", "year": 2025},
+    }
+}
+IMPACT = (
+    "\ufeffprovider,providerName,offsetRatio,region,regionName,country_name,countryIsoCode,"
+    "state,city,impact,source,comment\n"
+    "gcp,Google Cloud Platform,100,europe-west9,,France,FRA,,Paris,34,google,\n"
+    "gcp,Google Cloud Platform,100,me-cenrtal1,,Qatar,QAT,,Doha,575,google,\n"
+    "aws,Amazon,100,eu-west-3,,France,FRA,,Paris,105,old,\n"
+)
+ECO2AI = (
+    "country,region,alternative_name,alpha_2_code,alpha_3_code,un_code,"
+    '"Emission intensity, kg/MWh"\n'
+    "Antarctica,Whole country,N/A,AQ,ATA,10,700\n"
+    "France,Whole country,N/A,FR,FRA,250,51\n"
+    "France,Paris,N/A,FR,FRA,250,51\n"
+)
+LOCATIONS = (
+    "provider,region,zone,location,reference\n"
+    "gcp,europe-west9,FR,Paris,ref\n"
+    "gcp,me-central1,QA,Doha,ref\n"
+    "aws,eu-west-3,FR,Paris,ref\n"
+    "aws,us-west-1,US-CA,N. California,ref\n"
+    "aws,eu-north-1,SE-SE3,Stockholm,ref\n"
+    "azure,canadacentral,CA-ON,Toronto,ref\n"
+)
+
+
+def _write_sources(src: Path) -> Path:
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "iso_3166-1.json").write_text(json.dumps(ISO))
+    (src / "iso_3166-2.json").write_text(json.dumps(ISO2))
+    (src / "global_energy_mix.json").write_text(json.dumps(OWID))
+    (src / "CI_aggregated.csv").write_text(GA)
+    (src / "nordic_emissions.json").write_text(json.dumps(NORDIC))
+    (src / "impact.csv").write_text(IMPACT, encoding="utf-8")
+    (src / "carbon_index.csv").write_text(ECO2AI)
+    (src / "cloud_region_locations.csv").write_text(LOCATIONS)
+    return src
+
+
+def _read(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    key = next(iter(rows[0]))
+    if key == "provider":
+        return {f"{r['provider']}:{r['region']}": r for r in rows}
+    return {r[key]: r for r in rows}
+
+
+def test_refresh_from_synthetic_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _write_sources(tmp_path / "src")
+    out = tmp_path / "out"
+    assert rt.main(["--from", str(src), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+
+    countries = _read(out / "countries.csv")
+    assert countries["FR"]["intensity_g_per_kwh"] == "50"
+    assert countries["FR"]["source"] == "owid"
+    assert countries["FR"]["year"] == "2023"
+    assert countries["DE"]["year"] == "2022"
+    assert countries["QA"]["name"] == "Qatar"
+    # no own figure: Jersey takes France's (interconnected), Antarctica eco2ai's, Bouvet the world's
+    assert countries["JE"]["intensity_g_per_kwh"] == "50"
+    assert countries["JE"]["note"].startswith("no own figure: grid of FR")
+    assert countries["AQ"]["source"] == "eco2ai"
+    world = (50 * 100 + 350 * 300 + 600 * 10) / 410
+    assert float(countries["WORLD"]["intensity_g_per_kwh"]) == pytest.approx(world, abs=1e-3)
+    assert countries["WORLD"]["year"] == "2023"
+    assert countries["BV"]["source"] == "world-average"
+    assert countries["BV"]["intensity_g_per_kwh"] == countries["WORLD"]["intensity_g_per_kwh"]
+
+    zones = _read(out / "zones.csv")
+    assert set(zones) == {"US-CA", "CA-MB", "SE-SE3"}
+    assert zones["US-CA"]["name"] == "California"
+    assert zones["US-CA"]["year"] == "2020"
+    assert zones["CA-MB"]["year"] == "2019"
+    assert zones["SE-SE3"]["source"] == "codecarbon-nordic"
+
+    cloud = _read(out / "cloud_regions.csv")
+    assert cloud["gcp:europe-west9"]["intensity_g_per_kwh"] == "34"
+    assert cloud["gcp:europe-west9"]["source"] == "google-cloud"
+    assert cloud["gcp:me-central1"]["intensity_g_per_kwh"] == "575"  # upstream typo fixed
+    assert cloud["aws:eu-west-3"]["intensity_g_per_kwh"] == "50"  # the grid, not old figures
+    assert cloud["aws:us-west-1"]["source"] == "green-algorithms"
+    assert cloud["aws:eu-north-1"]["intensity_g_per_kwh"] == "18"
+    assert cloud["azure:canadacentral"]["intensity_g_per_kwh"] == "170"  # no CA-ON: country
+
+    iso = _read(out / "iso3166.csv")
+    assert iso["FR"]["alpha3"] == "FRA"
+
+
+def test_absent_optional_sources_keep_current_rows(tmp_path: Path) -> None:
+    src = _write_sources(tmp_path / "src")
+    out = tmp_path / "out"
+    assert rt.main(["--from", str(src), "--out", str(out)]) == 0
+    for name in (
+        "CI_aggregated.csv",
+        "nordic_emissions.json",
+        "impact.csv",
+        "iso_3166-1.json",
+        "iso_3166-2.json",
+        "cloud_region_locations.csv",
+        "carbon_index.csv",
+    ):
+        (src / name).unlink()
+    assert rt.main(["--from", str(src), "--out", str(out)]) == 0
+    zones = _read(out / "zones.csv")
+    assert set(zones) == {"US-CA", "CA-MB", "SE-SE3"}
+    cloud = _read(out / "cloud_regions.csv")
+    assert cloud["gcp:europe-west9"]["source"] == "google-cloud"
+    assert len(_read(out / "iso3166.csv")) == len(ISO["3166-1"])
+    assert _read(out / "countries.csv")["AQ"]["source"] == "world-average"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("global_energy_mix.json", "{not json", "cannot read JSON"),
+        ("global_energy_mix.json", "[]", "expected an object"),
+        ("global_energy_mix.json", '{"FRA": {"year": 2023}}', "needs 'carbon_intensity'"),
+        ("global_energy_mix.json", '{"FRA": {"carbon_intensity": 5000, "year": 2023}}', "outside"),
+        ("global_energy_mix.json", '{"FRA": {"carbon_intensity": "x", "year": 2023}}', "number"),
+        ("global_energy_mix.json", '{"FRA": {"carbon_intensity": null, "year": 2023}}', "number"),
+        ("global_energy_mix.json", '{"FRA": {"carbon_intensity": 5, "year": "x"}}', "year"),
+        ("global_energy_mix.json", '{"FRA": {"carbon_intensity": 5, "year": 1800}}', "year"),
+        ("global_energy_mix.json", '{"FRA": {"carbon_intensity": 5, "year": 2023}}', "world"),
+        ("iso_3166-1.json", '{"3166-1": []}', "'3166-1' list"),
+        ("iso_3166-1.json", '{"3166-1": [1]}', "entries must be objects"),
+        ("iso_3166-1.json", '{"3166-1": [{"alpha_2": "FR"}]}', "entry without"),
+        (
+            "iso_3166-1.json",
+            '{"3166-1": [{"alpha_2": "F", "alpha_3": "FRA", "numeric": "1", "name": "x"}]}',
+            "bad codes",
+        ),
+        ("iso_3166-2.json", "[]", "'3166-2' list"),
+        ("CI_aggregated.csv", "banner\nlocation,Type,carbonIntensity,source\n", "no US/CA/AU"),
+        (
+            "CI_aggregated.csv",
+            "banner\nlocation,Type,carbonIntensity,source\nUS-CA,Region,200,undated\n",
+            "no 'data from YYYY'",
+        ),
+        ("nordic_emissions.json", '{"data": []}', "'data' object"),
+        ("nordic_emissions.json", '{"data": {"SE1": 5}}', "expected an object"),
+        (
+            "nordic_emissions.json",
+            '{"data": {"SE1": {"emission_factor": 5, "unit": "lb/MWh", "year": 2024}}}',
+            "unexpected unit",
+        ),
+        ("cloud_region_locations.csv", "provider,region\naws,x\n", "needs columns"),
+        (
+            "cloud_region_locations.csv",
+            "provider,region,zone,location,reference\naws,x,ZZ,y,z\n",
+            "zone 'ZZ'",
+        ),
+        ("impact.csv", b"\xff\xfe\x00bad", "cannot read CSV"),
+    ],
+)
+def test_malformed_sources(tmp_path: Path, name: str, content: str | bytes, message: str) -> None:
+    src = _write_sources(tmp_path / "src")
+    if isinstance(content, bytes):
+        (src / name).write_bytes(content)
+    else:
+        (src / name).write_text(content)
+    with pytest.raises(rt.SourceError, match=message):
+        rt.build_tables(src, tmp_path / "nothing")
+
+
+def test_missing_required_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _write_sources(tmp_path / "src")
+    (src / "global_energy_mix.json").unlink()
+    assert rt.main(["--from", str(src), "--out", str(tmp_path / "out")]) == 1
+    assert "global_energy_mix.json" in capsys.readouterr().err
+
+
+def test_missing_iso_without_current_tables(tmp_path: Path) -> None:
+    src = _write_sources(tmp_path / "src")
+    (src / "iso_3166-1.json").unlink()
+    with pytest.raises(rt.SourceError, match=r"iso3166\.csv"):
+        rt.build_tables(src, tmp_path / "nothing")
+
+
+def test_runs_as_module(tmp_path: Path) -> None:
+    src = _write_sources(tmp_path / "src")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hf_eco2ai.carbon.refresh_tables",
+            "--from",
+            str(src),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / "countries.csv").exists()
+
+
+def test_shipped_tables_are_consistent_with_the_builder_columns() -> None:
+    for name, columns in (
+        ("countries.csv", rt.COUNTRY_COLUMNS),
+        ("zones.csv", rt.ZONE_COLUMNS),
+        ("cloud_regions.csv", rt.CLOUD_COLUMNS),
+        ("iso3166.csv", rt.ISO_COLUMNS),
+        ("cloud_region_locations.csv", rt.LOCATION_COLUMNS),
+    ):
+        header = (rt.DATA_DIR / name).read_text(encoding="utf-8").splitlines()[0]
+        assert header == ",".join(columns)

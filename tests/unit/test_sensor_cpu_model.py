@@ -1,0 +1,382 @@
+"""The CPU TDP model: table lookup, host facts (affinity, cgroups), and the power formula."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import importlib.resources
+import logging
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from hf_eco2ai.sensors import cpu_model
+from hf_eco2ai.sensors.base import HwType, Method, Sensor, SensorError
+from hf_eco2ai.sensors.cpu_model import (
+    DEFAULT_TDP_PER_CORE_W,
+    IDLE_FRACTION,
+    TDP_MODEL_DOC,
+    UNKNOWN_CPU_UNCERTAINTY,
+    CpuTdpSensor,
+    TdpMatch,
+    cgroup_cpu_limit,
+    count_sockets,
+    load_tdp_table,
+    lookup_tdp,
+    normalize_cpu_name,
+    read_cpu_model,
+    read_cpu_vendor,
+)
+
+CpuTimes = collections.namedtuple(
+    "CpuTimes", "user nice system idle iowait irq softirq steal guest guest_nice"
+)
+
+
+def times(busy: float, idle: float) -> CpuTimes:
+    return CpuTimes(busy, 0.0, 0.0, idle, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def write_cpuinfo(tmp: pathlib.Path, model: str | None, sockets: int = 1, vendor: str = "") -> str:
+    blocks = []
+    for cpu in range(2 * sockets):
+        lines = [f"processor\t: {cpu}"]
+        if vendor:
+            lines.append(f"vendor_id\t: {vendor}")
+        if model is not None:
+            lines.append(f"model name\t: {model}")
+        lines.append(f"physical id\t: {cpu // 2}")
+        blocks.append("\n".join(lines))
+    p = tmp / "cpuinfo"
+    p.write_text("\n\n".join(blocks) + "\n")
+    return str(p)
+
+
+class Host:
+    """Controls what the CPU model sees: per-CPU times, affinity, core counts, a clock."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, logical: int = 4, physical: int = 2):
+        self.cpu = [times(0.0, 0.0) for _ in range(logical)]
+        self.affinity = set(range(logical))
+        self.t = 0.0
+        self.fail = False
+        counts = {True: logical, False: physical}
+        monkeypatch.setattr(cpu_model.psutil, "cpu_times", self._cpu_times)
+        monkeypatch.setattr(cpu_model.psutil, "cpu_count", lambda logical=True: counts[logical])
+        monkeypatch.setattr(cpu_model.os, "sched_getaffinity", lambda pid: set(self.affinity))
+
+    def _cpu_times(self, percpu: bool = False) -> list[CpuTimes]:
+        assert percpu
+        if self.fail:
+            raise OSError("no /proc/stat")
+        return list(self.cpu)
+
+    def clock(self) -> float:
+        return self.t
+
+    def run(self, seconds: float, busy: dict[int, float]) -> None:
+        """Advance ``seconds``; CPU i is busy for fraction ``busy[i]`` of it (others idle)."""
+        self.t += seconds
+        for i, c in enumerate(self.cpu):
+            b = busy.get(i, 0.0) * seconds
+            self.cpu[i] = times(c.user + b, c.idle + seconds - b)
+
+
+@pytest.fixture
+def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
+    return Host(monkeypatch)
+
+
+@pytest.fixture
+def no_cgroup(tmp_path: pathlib.Path) -> dict[str, str]:
+    return {"cgroup_root": str(tmp_path / "nocg"), "proc_cgroup": str(tmp_path / "nocg-self")}
+
+
+# ---------------------------------------------------------------------- names and table
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [
+        ("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz", "intel xeon gold 6248"),
+        ("AMD EPYC 7B13 64-Core Processor", "amd epyc 7b13"),
+        ("Intel(R) Core(TM) i7-8550U CPU @ 1.80GHz", "intel core i7-8550u"),
+        ("AMD Ryzen 7 PRO 4750U with Radeon Graphics", "amd ryzen 7 pro 4750u"),
+        ("Intel® Xeon® Platinum 8480+", "intel xeon platinum 8480+"),
+        ("Intel Core i5+8400  (9M Cache, up to 4.00 GHz)", "intel core i5+8400"),
+        ("  AMD   EPYC  ", "amd epyc"),
+        ("", ""),
+    ],
+)
+def test_normalize_cpu_name(raw: str, norm: str) -> None:
+    assert normalize_cpu_name(raw) == norm
+
+
+def test_shipped_table_loads_with_sane_values() -> None:
+    table = load_tdp_table()
+    assert len(table) > 4000
+    assert all(0 < tdp <= 1000 for _, tdp in table.values())
+    assert all(any(ch.isdigit() for ch in key) for key in table)
+    text = importlib.resources.files("hf_eco2ai.sensors").joinpath("data/cpu_tdp.csv").read_text()
+    rows = list(csv.reader(text.splitlines()))
+    assert rows[0] == ["name", "tdp_w"]
+    assert all(len(r) == 2 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "tdp", "exact"),
+    [
+        ("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz", "Intel Xeon Gold 6248", 150.0, True),
+        ("Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz", "Intel Xeon Gold 6248R", 205.0, True),
+        ("AMD EPYC 7763 64-Core Processor", "AMD EPYC 7763", 280.0, True),
+        ("11th Gen Intel(R) Core(TM) i7-1185G7 @ 3.00GHz", "Intel Core i7-1185G7", 28.0, False),
+    ],
+)
+def test_lookup_shipped_table(model: str, name: str, tdp: float, exact: bool) -> None:
+    assert lookup_tdp(model) == TdpMatch(name, tdp, exact)
+
+
+def test_lookup_prefers_exact_then_longest_whole_word_substring() -> None:
+    table = {
+        normalize_cpu_name(n): (n, t)
+        for n, t in [("Acme X1", 10.0), ("Acme X1 Pro", 30.0), ("X1", 5.0), ("Acme Z9", 99.0)]
+    }
+    assert lookup_tdp("Acme X1 Pro", table) == TdpMatch("Acme X1 Pro", 30.0, True)
+    assert lookup_tdp("Acme(R) X1 Pro Max @ 3GHz", table) == TdpMatch("Acme X1 Pro", 30.0, False)
+    assert lookup_tdp("Other X1 thing", table) == TdpMatch("X1", 5.0, False)
+    assert lookup_tdp("Acme X10", table) is None  # 'x1' is not a whole word of 'x10'
+    assert lookup_tdp("Acme", table) is None
+    assert lookup_tdp("(R)", table) is None
+
+
+def test_generic_names_match_nothing() -> None:
+    for model in ("AMD EPYC", "Intel(R) Xeon(R) CPU @ 2.20GHz", "x86_64", "Neoverse-N1"):
+        assert lookup_tdp(model) is None, model
+
+
+# ---------------------------------------------------------------------- host facts
+def test_cpuinfo_facts(tmp_path: pathlib.Path) -> None:
+    path = write_cpuinfo(tmp_path, "AMD EPYC 7763 64-Core Processor", 2, "AuthenticAMD")
+    assert read_cpu_model(path) == "AMD EPYC 7763 64-Core Processor"
+    assert read_cpu_vendor(path) == "AMD"
+    assert count_sockets(path) == 2
+    intel = write_cpuinfo(tmp_path, "x", 1, "GenuineIntel")
+    assert read_cpu_vendor(intel) == "Intel"
+    other = write_cpuinfo(tmp_path, "x", 1, "HygonGenuine")
+    assert read_cpu_vendor(other) == "HygonGenuine"
+    missing = str(tmp_path / "missing")
+    assert read_cpu_vendor(missing) is None
+    assert count_sockets(missing) == 1
+
+
+def test_cpu_model_falls_back_to_platform(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_model = write_cpuinfo(tmp_path, None)
+    monkeypatch.setattr(cpu_model.platform, "processor", lambda: "arm")
+    assert read_cpu_model(no_model) == "arm"
+    monkeypatch.setattr(cpu_model.platform, "processor", lambda: "")
+    assert read_cpu_model(no_model) is None
+
+
+def test_real_host_facts_are_sane() -> None:
+    assert count_sockets() >= 1
+    model = read_cpu_model()
+    assert model is None or isinstance(model, str)
+
+
+def cgroup_v2(tmp: pathlib.Path, own: str, limits: dict[str, str]) -> dict[str, str]:
+    root = tmp / "cg2"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpu memory\n")
+    for rel, value in limits.items():
+        d = root / rel if rel else root
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cpu.max").write_text(value + "\n")
+    self_cg = tmp / "self-cgroup"
+    self_cg.write_text(f"0::{own}\n")
+    return {"cgroup_root": str(root), "proc_cgroup": str(self_cg)}
+
+
+def test_cgroup_v2_quota_tightest_ancestor(tmp_path: pathlib.Path) -> None:
+    paths = cgroup_v2(
+        tmp_path,
+        "/kubepods/pod1/ctr",
+        {"kubepods": "max 100000", "kubepods/pod1": "250000 100000", "kubepods/pod1/ctr": "max"},
+    )
+    assert cgroup_cpu_limit(**paths) == pytest.approx(2.5)
+
+
+def test_cgroup_v2_namespaced_container_reads_its_root(tmp_path: pathlib.Path) -> None:
+    # /proc/self/cgroup says "/" inside a cgroup namespace; the mount is the container's cgroup
+    paths = cgroup_v2(tmp_path, "/", {"": "50000 100000"})
+    assert cgroup_cpu_limit(**paths) == pytest.approx(0.5)
+
+
+def test_cgroup_v2_no_limit_and_garbage(tmp_path: pathlib.Path) -> None:
+    paths = cgroup_v2(tmp_path, "/a", {"a": "max 100000", "": "lots 0"})
+    assert cgroup_cpu_limit(**paths) is None
+
+
+def cgroup_v1(tmp: pathlib.Path, own: str, quota: str, period: str = "100000") -> dict[str, str]:
+    root = tmp / "cg1"
+    d = root / "cpu,cpuacct" / own.strip("/")
+    d.mkdir(parents=True)
+    (d / "cpu.cfs_quota_us").write_text(quota + "\n")
+    (d / "cpu.cfs_period_us").write_text(period + "\n")
+    (d / "cpuacct.usage").write_text("0\n")
+    self_cg = tmp / "self-cgroup"
+    self_cg.write_text(f"4:memory:/x\n3:cpu,cpuacct:{own}\n1:name=systemd:/\nbad line\n")
+    return {"cgroup_root": str(root), "proc_cgroup": str(self_cg)}
+
+
+def test_cgroup_v1_cfs_quota(tmp_path: pathlib.Path) -> None:
+    assert cgroup_cpu_limit(**cgroup_v1(tmp_path, "/docker/abc", "300000")) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(("quota", "period"), [("-1", "100000"), ("junk", "100000"), ("5", "0")])
+def test_cgroup_v1_no_quota(tmp_path: pathlib.Path, quota: str, period: str) -> None:
+    assert cgroup_cpu_limit(**cgroup_v1(tmp_path, "/docker/abc", quota, period)) is None
+
+
+def test_cgroup_absent() -> None:
+    assert cgroup_cpu_limit("/nonexistent", "/nonexistent") is None
+
+
+def test_this_machines_cgroup_is_readable() -> None:
+    limit = cgroup_cpu_limit()
+    assert limit is None or limit > 0
+
+
+# ---------------------------------------------------------------------- the sensor
+def test_override_identity_and_formula(
+    host: Host, tmp_path: pathlib.Path, no_cgroup: dict[str, str]
+) -> None:
+    info_path = write_cpuinfo(tmp_path, "Some CPU 1234", sockets=2, vendor="GenuineIntel")
+    sensor = CpuTdpSensor.create(100.0, cpuinfo_path=info_path, clock=host.clock, **no_cgroup)
+    assert isinstance(sensor, Sensor)
+    (dev,) = sensor.devices
+    assert dev.hw_id == "cpu"
+    assert dev.hw_type is HwType.CPU
+    assert dev.method is Method.TDP_MODEL
+    assert not dev.measured
+    assert dev.name == "Some CPU 1234"
+    assert dev.vendor == "Intel"
+    assert dev.uncertainty == 0.5
+    assert "cpu_tdp override 100 W x 2 socket(s)" in dev.note
+    assert sensor.tdp_w == 200.0
+    host.affinity = {0, 1}  # 2 of the 4 logical CPUs
+    host.run(2.0, {0: 0.5, 1: 1.0, 2: 1.0, 3: 1.0})  # CPUs 2, 3 are not ours
+    r = sensor.read(0)
+    assert r.energy_j is None
+    assert sensor.last_utilization == pytest.approx(0.75)
+    expected = 200.0 * (2 / 4) * (IDLE_FRACTION + (1 - IDLE_FRACTION) * 0.75)
+    assert r.power_w == pytest.approx(expected)
+    host.run(1.0, {})  # idle
+    assert sensor.read(0).power_w == pytest.approx(200.0 * 0.5 * IDLE_FRACTION)
+    assert sensor.read(0).power_w == pytest.approx(200.0 * 0.5 * IDLE_FRACTION)  # no time passed
+    sensor.close()
+
+
+def test_table_match(host: Host, tmp_path: pathlib.Path, no_cgroup: dict[str, str]) -> None:
+    info_path = write_cpuinfo(tmp_path, "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz", sockets=2)
+    sensor = CpuTdpSensor(cpuinfo_path=info_path, clock=host.clock, **no_cgroup)
+    assert sensor.tdp_w == 300.0
+    assert "table match 'Intel Xeon Gold 6248' (exact) 150 W x 2 socket(s)" in sensor.tdp_source
+    assert sensor.devices[0].uncertainty == 0.5
+    assert sensor.devices[0].vendor == "Intel"  # from the name: no vendor_id line
+    host.run(1.0, dict.fromkeys(range(4), 1.0))
+    assert sensor.read(0).power_w == pytest.approx(300.0)
+
+
+def test_unknown_cpu_uses_per_core_default_and_warns(
+    host: Host, caplog: pytest.LogCaptureFixture, no_cgroup: dict[str, str]
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="hf_eco2ai.sensors.cpu_model"):
+        sensor = CpuTdpSensor(cpu_model="AMD EPYC", clock=host.clock, **no_cgroup)
+    assert sensor.tdp_w == pytest.approx(DEFAULT_TDP_PER_CORE_W * 2)  # 2 physical cores
+    assert sensor.devices[0].uncertainty == UNKNOWN_CPU_UNCERTAINTY
+    assert "unknown CPU 'AMD EPYC'" in sensor.devices[0].note
+    assert sensor.devices[0].vendor == "AMD"
+    assert len(caplog.records) == 1
+    assert "not in the TDP table" in caplog.records[0].getMessage()
+
+
+def test_no_model_string_at_all(
+    host: Host, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, no_cgroup: dict[str, str]
+) -> None:
+    monkeypatch.setattr(cpu_model.platform, "processor", lambda: "")
+    sensor = CpuTdpSensor(cpuinfo_path=write_cpuinfo(tmp_path, None), **no_cgroup)
+    assert sensor.cpu_model == "unknown CPU"
+    assert sensor.devices[0].vendor == "unknown"
+    assert sensor.tdp_w == pytest.approx(DEFAULT_TDP_PER_CORE_W * 2)
+
+
+def test_cgroup_quota_caps_cores_and_drives_utilisation(host: Host, tmp_path: pathlib.Path) -> None:
+    paths = cgroup_v2(tmp_path, "/ctr", {"ctr": "100000 100000"})  # 1 CPU
+    stat = pathlib.Path(paths["cgroup_root"]) / "ctr" / "cpu.stat"
+    stat.write_text("usage_usec 1000000\nuser_usec 1\n")
+    sensor = CpuTdpSensor(cpu_tdp=80.0, cpu_model="X 1", clock=host.clock, **paths)
+    assert sensor.cgroup_limit == 1.0
+    assert "1 of 4 logical CPUs usable (affinity 4, cgroup quota 1 CPU)" in sensor.devices[0].note
+    host.run(2.0, dict.fromkeys(range(4), 1.0))  # the host is busy, our cgroup is not: per-CPU
+    stat.write_text("usage_usec 2000000\n")  # +1 s of CPU in 2 s with 1 CPU allowed: u = 0.5
+    r = sensor.read(0)
+    assert sensor.last_utilization == pytest.approx(0.5)
+    assert r.power_w == pytest.approx(80.0 * (1 / 4) * (IDLE_FRACTION + (1 - IDLE_FRACTION) * 0.5))
+
+
+def test_cgroup_v1_usage_drives_utilisation(host: Host, tmp_path: pathlib.Path) -> None:
+    paths = cgroup_v1(tmp_path, "/docker/abc", "200000")  # 2 CPUs of 4
+    usage = pathlib.Path(paths["cgroup_root"]) / "cpu,cpuacct" / "docker" / "abc" / "cpuacct.usage"
+    sensor = CpuTdpSensor(cpu_tdp=40.0, cpu_model="X 1", clock=host.clock, **paths)
+    host.run(1.0, {})
+    usage.write_text(f"{int(2e9)}\n")  # 2 CPU-seconds in 1 s on 2 CPUs: fully busy
+    sensor.read(0)
+    assert sensor.last_utilization == pytest.approx(1.0)
+
+
+def test_unreadable_cgroup_usage_falls_back_to_per_cpu_times(
+    host: Host, tmp_path: pathlib.Path
+) -> None:
+    paths = cgroup_v2(tmp_path, "/ctr", {"ctr": "200000 100000"})
+    (pathlib.Path(paths["cgroup_root"]) / "ctr" / "cpu.stat").write_text("nr_periods 1\n")
+    sensor = CpuTdpSensor(cpu_tdp=40.0, cpu_model="X 1", clock=host.clock, **paths)
+    host.run(1.0, {0: 1.0, 1: 1.0})
+    sensor.read(0)
+    assert sensor.last_utilization == pytest.approx(0.5)  # 2 of the 4 affinity CPUs busy
+
+
+def test_cpu_times_failure_is_sensor_error(host: Host, no_cgroup: dict[str, str]) -> None:
+    sensor = CpuTdpSensor(cpu_tdp=10.0, cpu_model="X 1", clock=host.clock, **no_cgroup)
+    host.fail = True
+    with pytest.raises(SensorError, match="CPU times"):
+        sensor.read(0)
+    with pytest.raises(IndexError):
+        sensor.read(1)
+
+
+def test_without_sched_getaffinity_all_cpus_count(
+    host: Host, monkeypatch: pytest.MonkeyPatch, no_cgroup: dict[str, str]
+) -> None:
+    monkeypatch.delattr(cpu_model.os, "sched_getaffinity")
+    monkeypatch.setattr(cpu_model.os, "cpu_count", lambda: 4)
+    sensor = CpuTdpSensor(cpu_tdp=10.0, cpu_model="X 1", clock=host.clock, **no_cgroup)
+    host.run(1.0, dict.fromkeys(range(4), 1.0))
+    assert sensor.read(0).power_w == pytest.approx(10.0)
+
+
+def test_real_machine_reading_is_plausible() -> None:
+    sensor = CpuTdpSensor.create()
+    sum(i * i for i in range(200_000))
+    r = sensor.read(0)
+    assert 0.0 < r.power_w <= sensor.tdp_w
+    assert r.energy_j is None
+    assert sensor.last_utilization is not None
+
+
+def test_model_doc_states_formula_and_constants() -> None:
+    assert "P = TDP_host x (usable cores / logical cores)" in TDP_MODEL_DOC
+    assert str(IDLE_FRACTION) in TDP_MODEL_DOC
+    assert str(DEFAULT_TDP_PER_CORE_W) in TDP_MODEL_DOC
+    assert "Boavizta" in TDP_MODEL_DOC
+    assert "CodeCarbon" in TDP_MODEL_DOC

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+
+from hf_eco2ai.carbon.intensity import CarbonIntensity
+from hf_eco2ai.ledger import Ledger, empty_snapshot
+from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
+from hf_eco2ai.windows import measure_window
+
+GPU = DeviceInfo("GPU-1", HwType.GPU, "Fake GPU", "NVIDIA", Method.NVML_ENERGY)
+CPU = DeviceInfo("cpu", HwType.CPU, "Fake CPU", "Acme", Method.TDP_MODEL)
+CI = CarbonIntensity(360.0, "DE", "table:test@2024")
+S = 1_000_000_000
+
+
+def ledger_with_ticks() -> Ledger:
+    ledger = Ledger([GPU, CPU], pue=1.5, history_size=100)
+    ledger.record(0 * S, [0.0, 0.0], [100.0, 10.0], CI)
+    for k in range(1, 11):
+        ledger.record(k * S, [100.0, 10.0], [100.0, 10.0], CI)
+    return ledger
+
+
+def test_window_between_ticks_is_exact() -> None:
+    ledger = Ledger([GPU, CPU], pue=1.5, history_size=100)
+    ledger.record(0, [0.0, 0.0], [100.0, 10.0], CI)
+    start = ledger.snapshot()
+    for k in range(1, 5):
+        ledger.record(k * S, [100.0, 10.0], [100.0, 10.0], CI)
+    w = measure_window(start, 0, ledger.snapshot(), 4 * S)
+    assert w.energy_j == pytest.approx(4 * 110 * 1.5)
+    assert w.energy_by_type == pytest.approx({"gpu": 600.0, "cpu": 60.0})
+    assert w.emissions_g == pytest.approx(660 / 3.6e6 * 360)
+    assert w.mean_intensity == pytest.approx(360.0)
+    assert w.duration_s == 4.0
+    assert w.approximate is False
+    assert (w.zone, w.source) == ("DE", "table:test@2024")
+    assert w.methods == ("nvml-energy", "tdp-model")
+    assert w.method == "nvml-energy,tdp-model"
+    # band: +-5 % on GPU, +-50 % on CPU
+    assert w.energy_low_j == pytest.approx(600 * 0.95 + 60 * 0.5)
+    assert w.energy_high_j == pytest.approx(600 * 1.05 + 60 * 1.5)
+
+
+def test_window_ends_are_extrapolated_with_power() -> None:
+    ledger = ledger_with_ticks()
+    snap = ledger.snapshot()  # t = 10 s
+    # a window from 10.2 s to 10.7 s with no tick inside: power x duration, flagged approximate
+    w = measure_window(snap, int(10.2 * S), snap, int(10.7 * S))
+    assert w.energy_j == pytest.approx(0.5 * 110 * 1.5)
+    assert w.emissions_g == pytest.approx(0.5 * 110 * 1.5 / 3.6e6 * 360)
+    assert w.approximate is True
+
+
+def test_short_window_is_not_a_silent_zero() -> None:
+    ledger = ledger_with_ticks()
+    snap = ledger.snapshot()
+    w = measure_window(snap, 10 * S, snap, 10 * S + 1_000_000)  # 1 ms
+    assert w.energy_j > 0
+
+
+def test_window_from_empty_snapshot_counts_nothing_before_first_tick() -> None:
+    w = measure_window(empty_snapshot([], 1.0), 0, empty_snapshot([], 1.0), 5 * S)
+    assert w.energy_j == 0.0
+    assert w.mean_intensity == 0.0
+
+
+def test_mismatched_snapshots_yield_zero_not_garbage() -> None:
+    ledger = ledger_with_ticks()
+    other = Ledger([GPU], pue=1.0, history_size=10)
+    w = measure_window(other.snapshot(), 0, ledger.snapshot(), 10 * S)
+    assert w.energy_j == 0.0
+
+
+def test_end_before_start_clamps_to_zero() -> None:
+    ledger = ledger_with_ticks()
+    snap = ledger.snapshot()
+    w = measure_window(snap, 11 * S, snap, 10 * S)
+    assert w.energy_j == 0.0
+    assert w.duration_s == 0.0
+
+
+def test_windows_are_additive() -> None:
+    ledger = Ledger([GPU], pue=1.0, history_size=100)
+    ledger.record(0, [0.0], [100.0], CI)
+    snaps = {0: ledger.snapshot()}
+    for k in range(1, 7):
+        ledger.record(k * S, [100.0], [100.0], CI)
+        snaps[k] = ledger.snapshot()
+    whole = measure_window(snaps[0], 0, snaps[6], 6 * S)
+    a = measure_window(snaps[0], 0, snaps[2], int(2.5 * S))
+    b = measure_window(snaps[2], int(2.5 * S), snaps[6], 6 * S)
+    assert a.energy_j + b.energy_j == pytest.approx(whole.energy_j)
