@@ -64,21 +64,22 @@ def make_trainer(
     **args: Any,
 ) -> Trainer:
     """A Trainer for the tiny BERT on synthetic data (no network, no Hub)."""
-    training_args = TrainingArguments(
-        output_dir=output_dir,
-        num_train_epochs=epochs,
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_steps=10,
-        report_to=[],
-        use_cpu=True,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        **args,
-    )
+    settings: dict[str, Any] = {
+        "output_dir": output_dir,
+        "num_train_epochs": epochs,
+        "max_steps": max_steps,
+        "per_device_train_batch_size": batch_size,
+        "per_device_eval_batch_size": batch_size,
+        "eval_strategy": "epoch",
+        "save_strategy": "no",
+        "logging_steps": 10,
+        "report_to": [],
+        "use_cpu": True,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+    }
+    settings.update(args)
+    training_args = TrainingArguments(**settings)
     return Trainer(
         model=tiny_bert(),
         args=training_args,

@@ -49,6 +49,14 @@ def fake_monitor(config: CarbonConfig, local_rank: int = 0) -> EnergyMonitor:
     return EnergyMonitor(config, sensors=[sensor], intensity=StaticIntensity(FAKE_INTENSITY))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_warn_once() -> None:
+    """Each test sees the once-per-process warnings again."""
+    from hf_eco2ai._logging import reset_once
+
+    reset_once()
+
+
 @pytest.fixture
 def fake_devices() -> Iterator[None]:
     """The shared monitor measures three synthetic devices (GPU 200 W, CPU 50 W, RAM 5 W)."""

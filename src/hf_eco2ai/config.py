@@ -280,6 +280,10 @@ class CarbonConfig:
         set_(
             self, "carbon_table", _choice("carbon_table", self.carbon_table, ("builtin", "eco2ai"))
         )
+        if self.carbon_table == "eco2ai":
+            from hf_eco2ai.carbon.tables import ensure_table_available
+
+            ensure_table_available(self.carbon_table)
         set_(
             self,
             "carbon_provider",

@@ -48,6 +48,7 @@ class EnergyMonitor:
         self.config = config
         self.notes: list[str] = list(notes)
         self.location_method = "given"
+        self.location_detail = "provided by the caller"
         if sensors is None:
             from hf_eco2ai.sensors.discovery import discover_sensors
 
@@ -60,6 +61,7 @@ class EnergyMonitor:
             resolution = resolve_intensity(config)
             intensity = resolution.provider
             self.location_method = resolution.method
+            self.location_detail = resolution.detail
         self.sensors: tuple[Sensor, ...] = tuple(sensors)
         self.intensity = intensity
         devices = [d for s in self.sensors for d in s.devices]

@@ -86,13 +86,13 @@ def test_valid_normalisation() -> None:
     cfg = CarbonConfig(
         country=" fra ",
         gpu_devices=[0, "GPU-abcd", " 1 "],
-        carbon_table="ECO2AI",
+        carbon_table=" BUILTIN ",
         step_span_every=10.0,  # type: ignore[arg-type]
         pue=2,
     )
     assert cfg.country == "FR"
     assert cfg.gpu_devices == ("0", "GPU-abcd", "1")
-    assert cfg.carbon_table == "eco2ai"
+    assert cfg.carbon_table == "builtin"
     assert cfg.step_span_every == 10
     assert isinstance(cfg.pue, float)
     assert CarbonConfig(gpu_devices=3).gpu_devices == ("3",)
@@ -189,3 +189,13 @@ def test_environment_variables_module_lists_every_field() -> None:
 
     names = {v for k, v in vars(environment_variables).items() if k.startswith("OTEL_")}
     assert names == {env_var_name(f) for f in field_names()}
+
+
+def test_eco2ai_table_without_eco2ai_fails_at_configuration_time() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("eco2ai") is not None:
+        pytest.skip("eco2ai is installed here")
+    with pytest.raises(ConfigError, match="OTEL_PYTHON_HF_ECO2AI_CARBON_TABLE") as info:
+        CarbonConfig.from_env({"OTEL_PYTHON_HF_ECO2AI_CARBON_TABLE": "eco2ai"})
+    assert "hf-eco2ai[eco2ai]" in str(info.value)

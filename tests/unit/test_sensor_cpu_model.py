@@ -380,3 +380,24 @@ def test_model_doc_states_formula_and_constants() -> None:
     assert str(DEFAULT_TDP_PER_CORE_W) in TDP_MODEL_DOC
     assert "Boavizta" in TDP_MODEL_DOC
     assert "CodeCarbon" in TDP_MODEL_DOC
+
+
+def test_cgroup_usage_vanishing_mid_run_falls_back(host: Host, tmp_path: pathlib.Path) -> None:
+    paths = cgroup_v2(tmp_path, "/ctr", {"ctr": "100000 100000"})
+    stat = pathlib.Path(paths["cgroup_root"]) / "ctr" / "cpu.stat"
+    stat.write_text("usage_usec 0\n")
+    sensor = CpuTdpSensor(cpu_tdp=40.0, cpu_model="X 1", clock=host.clock, **paths)
+    stat.unlink()  # the container's cgroup went away
+    host.run(1.0, {0: 1.0})
+    sensor.read(0)
+    assert sensor.last_utilization == pytest.approx(0.25)  # per-CPU times of the 4 CPUs
+
+
+def test_cgroup_v1_usage_garbage_mid_run_falls_back(host: Host, tmp_path: pathlib.Path) -> None:
+    paths = cgroup_v1(tmp_path, "/docker/abc", "100000")
+    usage = pathlib.Path(paths["cgroup_root"]) / "cpu,cpuacct" / "docker" / "abc" / "cpuacct.usage"
+    sensor = CpuTdpSensor(cpu_tdp=40.0, cpu_model="X 1", clock=host.clock, **paths)
+    usage.write_text("garbage\n")
+    host.run(1.0, {0: 1.0, 1: 1.0})
+    sensor.read(0)
+    assert sensor.last_utilization == pytest.approx(0.5)

@@ -365,3 +365,12 @@ def test_bad_max_range_is_ignored(tmp_path: pathlib.Path) -> None:
     sensor = RaplSensor.create(str(root))
     assert sensor is not None
     assert "unreadable" in sensor.devices[0].note
+
+
+def test_garbage_counter_at_creation_gives_reason(tmp_path: pathlib.Path) -> None:
+    root = tmp_path / "powercap"
+    pkg = zone(root, "intel-rapl:0", "package-0")
+    (pkg / "energy_uj").write_text("n/a\n")
+    sensor, reason = RaplSensor.try_create(str(root))
+    assert sensor is None
+    assert reason.startswith("RAPL: unexpected content in")

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hf_eco2ai._logging import warn_once
 from hf_eco2ai.carbon import tables
 from hf_eco2ai.carbon.intensity import CarbonIntensity, IntensityProvider, StaticIntensity
 from hf_eco2ai.carbon.providers import make_provider
@@ -398,7 +399,9 @@ def _resolve_static(
             )
     # 4. world average
     world = tables.world_average()
-    logger.warning(
+    warn_once(
+        logger,
+        "world-average",
         "hf-eco2ai: grid location unknown; using the world average carbon intensity "
         "%.1f gCO2e/kWh (%s). To use your grid's figure, %s.",
         world.value,

@@ -45,6 +45,7 @@ from typing import Final
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
+from hf_eco2ai._logging import warn_once
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading, SensorError
 
 __all__ = [
@@ -402,8 +403,10 @@ class CpuTdpSensor:
                     f"unknown CPU {self.cpu_model!r}: default {DEFAULT_TDP_PER_CORE_W:g} W x"
                     f" {self.physical_cores} physical core(s) (set cpu_tdp to fix)"
                 )
-                logger.warning(
-                    "CPU %r is not in the TDP table: assuming %.2f W per physical core"
+                warn_once(
+                    logger,
+                    f"unknown-cpu:{self.cpu_model}",
+                    "hf-eco2ai: CPU %r is not in the TDP table: assuming %.2f W per physical core"
                     " (%d cores, %.1f W); set cpu_tdp for a better estimate",
                     self.cpu_model,
                     DEFAULT_TDP_PER_CORE_W,

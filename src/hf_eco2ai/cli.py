@@ -1,0 +1,176 @@
+"""The ``hf-eco2ai`` command.
+
+``hf-eco2ai doctor`` prints which sensors were found and how each device is measured (measured
+or estimated, and why), the carbon-intensity resolution, a short live reading per device, and
+the resolved configuration with where each value came from.
+
+Example:
+    >>> main(["--version"])  # doctest: +ELLIPSIS
+    hf-eco2ai ...
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from hf_eco2ai.config import CarbonConfig, ConfigError, field_names
+from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.version import __version__
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table with aligned columns.
+
+    >>> print(format_table(["a", "bb"], [[1, "x"], [22, "yy"]]))
+    a   bb
+    --  --
+    1   x
+    22  yy
+    """
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def doctor_report(config: CarbonConfig, seconds: float) -> dict[str, Any]:
+    """Discover sensors, resolve the carbon intensity, measure for ``seconds``; return facts."""
+    monitor = EnergyMonitor(config.replace(sample_interval=min(config.sample_interval, 0.25)))
+    try:
+        monitor.start()
+        time.sleep(max(0.0, seconds))
+        monitor.stop()
+        snap = monitor.snapshot()
+        elapsed = max(1e-9, (snap.t_ns - monitor.history().t_ns[0]) / 1e9) if snap.seq else 0.0
+        devices = []
+        for state in snap.devices:
+            info = state.info
+            devices.append(
+                {
+                    "hw.type": info.hw_type.value,
+                    "hw.id": info.hw_id,
+                    "name": info.name,
+                    "method": info.method.value,
+                    "kind": "measured" if info.measured else "estimated",
+                    "uncertainty": info.uncertainty,
+                    "power_w": state.power_w,
+                    "energy_j": state.energy_j,
+                    "energy_low_j": state.energy_low_j,
+                    "energy_high_j": state.energy_high_j,
+                    "status": state.status,
+                    "errors": state.errors,
+                    "note": info.note,
+                }
+            )
+        ci = snap.intensity
+        return {
+            "version": __version__,
+            "seconds": elapsed,
+            "devices": devices,
+            "notes": list(monitor.notes),
+            "carbon_intensity": {
+                "value": ci.value,
+                "zone": ci.zone,
+                "source": ci.source,
+                "resolved_by": monitor.location_method,
+                "detail": monitor.location_detail,
+            },
+            "config": {
+                name: {"value": getattr(config, name), "source": config.sources[name]}
+                for name in field_names()
+            },
+        }
+    finally:
+        monitor.close()
+
+
+def render_doctor(report: dict[str, Any], out: TextIO) -> None:
+    """Write the doctor report as readable tables."""
+    w = out.write
+    w(f"hf-eco2ai {report['version']} doctor\n\n")
+    w("Sensors\n")
+    rows = [
+        [
+            d["hw.type"],
+            d["hw.id"],
+            d["name"],
+            d["method"],
+            f"{d['kind']} (±{d['uncertainty']:.0%})",
+            f"{d['power_w']:.2f}",
+            f"{d['energy_j']:.2f} [{d['energy_low_j']:.2f}..{d['energy_high_j']:.2f}]",
+            d["status"] if not d["errors"] else f"{d['status']} ({d['errors']} errors)",
+        ]
+        for d in report["devices"]
+    ]
+    if rows:
+        w(
+            format_table(
+                ["type", "id", "name", "method", "kind", "power W", "energy J [band]", "status"],
+                rows,
+            )
+        )
+        w(f"\n(live reading over {report['seconds']:.1f} s)\n")
+    else:
+        w("  no device is measured (see the notes below)\n")
+    w("\nWhy\n")
+    for d in report["devices"]:
+        if d["note"]:
+            w(f"  {d['hw.id']}: {d['note']}\n")
+    for note in report["notes"]:
+        w(f"  - {note}\n")
+    ci = report["carbon_intensity"]
+    w("\nCarbon intensity\n")
+    w(
+        f"  {ci['value']:.1f} gCO2e/kWh, zone {ci['zone']}, source {ci['source']}\n"
+        f"  resolved by: {ci['resolved_by']} ({ci['detail']})\n"
+    )
+    w("\nConfiguration\n")
+    w(
+        format_table(
+            ["field", "value", "from"],
+            [[k, repr(v["value"]), v["source"]] for k, v in report["config"].items()],
+        )
+    )
+    w("\n\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hf-eco2ai`` console script."""
+    parser = argparse.ArgumentParser(prog="hf-eco2ai", description="hf-eco2ai utilities")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+    doctor = sub.add_parser("doctor", help="show sensors, methods, a live reading and the config")
+    doctor.add_argument("--seconds", type=float, default=2.0, help="live reading length")
+    doctor.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ns = parser.parse_args(argv)
+    if ns.version:
+        print(f"hf-eco2ai {__version__}")
+        return 0
+    if ns.command != "doctor":
+        parser.print_help()
+        return 2
+    try:
+        config = CarbonConfig.from_env()
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    report = doctor_report(config, ns.seconds)
+    if ns.json:
+        json.dump(report, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        render_doctor(report, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
