@@ -14,6 +14,7 @@ export OTEL_TRACES_EXPORTER=${OTEL_TRACES_EXPORTER:-console}
 export OTEL_METRICS_EXPORTER=${OTEL_METRICS_EXPORTER:-none}
 export OTEL_LOGS_EXPORTER=${OTEL_LOGS_EXPORTER:-none}
 export OTEL_PYTHON_HF_ECO2AI_OUTPUT_DIR=${OTEL_PYTHON_HF_ECO2AI_OUTPUT_DIR:-$OUT/runs}
+export OTEL_PYTHON_HF_ECO2AI_SAMPLE_INTERVAL=${OTEL_PYTHON_HF_ECO2AI_SAMPLE_INTERVAL:-0.2}
 echo "== hf-eco2ai demo: tiny BERT, synthetic data, CPU, no network =="
 "$VENV/bin/opentelemetry-instrument" "$VENV/bin/python" examples/train_hf.py \
   --epochs "${DEMO_EPOCHS:-2}" --train-size "${DEMO_TRAIN_SIZE:-4096}" | tee "$OUT/console.txt"

@@ -19,27 +19,10 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from hf_eco2ai._text import format_table
 from hf_eco2ai.config import CarbonConfig, ConfigError, field_names
 from hf_eco2ai.monitor import EnergyMonitor
 from hf_eco2ai.version import __version__
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table with aligned columns.
-
-    >>> print(format_table(["a", "bb"], [[1, "x"], [22, "yy"]]))
-    a   bb
-    --  --
-    1   x
-    22  yy
-    """
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def doctor_report(config: CarbonConfig, seconds: float) -> dict[str, Any]:
@@ -143,6 +126,28 @@ def render_doctor(report: dict[str, Any], out: TextIO) -> None:
     w("\n\n")
 
 
+def _report_commands(ns: argparse.Namespace) -> int:
+    from hf_eco2ai.report import compare_table, load_report, render_png, summary_table
+
+    try:
+        if ns.command == "compare":
+            print(compare_table(load_report(ns.a), load_report(ns.b)))
+            return 0
+        data = load_report(ns.path)
+    except (OSError, ValueError) as exc:
+        print(f"hf-eco2ai: {exc}", file=sys.stderr)
+        return 2
+    print(summary_table(data))
+    if ns.png:
+        from pathlib import Path
+
+        base = Path(ns.path)
+        target = (base if base.is_dir() else base.parent) / "power.png"
+        if render_png(data, target):
+            print(f"wrote {target}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hf-eco2ai`` console script."""
     parser = argparse.ArgumentParser(prog="hf-eco2ai", description="hf-eco2ai utilities")
@@ -151,10 +156,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     doctor = sub.add_parser("doctor", help="show sensors, methods, a live reading and the config")
     doctor.add_argument("--seconds", type=float, default=2.0, help="live reading length")
     doctor.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    report_cmd = sub.add_parser("report", help="re-render a run's summary (and power.png)")
+    report_cmd.add_argument("path", help="a report.json or the run directory holding it")
+    report_cmd.add_argument("--png", action="store_true", help="also redraw power.png beside it")
+    compare_cmd = sub.add_parser("compare", help="two runs side by side")
+    compare_cmd.add_argument("a", help="first report.json (or run directory)")
+    compare_cmd.add_argument("b", help="second report.json (or run directory)")
     ns = parser.parse_args(argv)
     if ns.version:
         print(f"hf-eco2ai {__version__}")
         return 0
+    if ns.command in {"report", "compare"}:
+        return _report_commands(ns)
     if ns.command != "doctor":
         parser.print_help()
         return 2

@@ -250,6 +250,28 @@ class CarbonConfig:
         default=3600,
         metadata=_meta("Samples kept in memory (ring buffer) for reports.", "10 to 10000000"),
     )
+    write_report: bool = field(
+        default=True,
+        metadata=_meta(
+            "Write a run report (report.json, emissions.csv, power.png) under output_dir.",
+            "true or false",
+        ),
+    )
+    co2_budget: float | None = field(
+        default=None,
+        metadata=_meta("Emissions budget of a run in gCO2e.", "a number > 0 (up to 1e12)"),
+    )
+    energy_budget: float | None = field(
+        default=None,
+        metadata=_meta("Energy budget of a run in joules (PUE applied).", "a number > 0 (up to 1e15)"),
+    )
+    budget_action: str = field(
+        default="warn",
+        metadata=_meta(
+            "What exceeding a budget does: log a warning, or stop training gracefully.",
+            "'warn' or 'stop'",
+        ),
+    )
     project_name: str = field(
         default="hf-eco2ai",
         metadata=_meta("Project name written to reports (eco2ai's project_name).", "a string"),
@@ -318,6 +340,10 @@ class CarbonConfig:
             "history_size",
             int(_number("history_size", self.history_size, 10, 10_000_000, integer=True)),
         )
+        set_(self, "write_report", _bool("write_report", self.write_report))
+        set_(self, "co2_budget", _optional_number("co2_budget", self.co2_budget, 1e-9, 1e12))
+        set_(self, "energy_budget", _optional_number("energy_budget", self.energy_budget, 1e-9, 1e15))
+        set_(self, "budget_action", _choice("budget_action", self.budget_action, ("warn", "stop")))
         set_(self, "project_name", _nonempty_str("project_name", self.project_name, optional=False))
         if not isinstance(self.experiment_description, str):
             raise ConfigError("experiment_description", self.experiment_description, "a string")
@@ -408,6 +434,8 @@ _FLOAT_FIELDS = frozenset(
         "carbon_refresh_interval",
         "cpu_tdp",
         "ram_power_per_gb",
+        "co2_budget",
+        "energy_budget",
     }
 )
 

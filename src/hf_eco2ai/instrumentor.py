@@ -7,7 +7,13 @@ entry point; ``HFEco2AIInstrumentor().instrument()`` does the same in code. Whil
 * the ``hw.*`` and ``hf_eco2ai.*`` instruments report from the latest snapshot;
 * every ``transformers.Trainer`` gets an :class:`~hf_eco2ai.Eco2AICallback` (exactly once),
   ``Trainer.train`` ends its spans with status ERROR when it raises, ``Trainer.evaluate`` is a
-  span, and ``Trainer.log`` records gain ``hf_eco2ai/*`` entries.
+  span, and ``Trainer.log`` records gain ``hf_eco2ai/*`` entries;
+* every Lightning ``Trainer`` (``lightning.pytorch`` and ``pytorch_lightning``) gets an
+  :class:`~hf_eco2ai.lightning.Eco2AILightningCallback` through Lightning's
+  ``callbacks_factory`` entry points (no patch; the factories return ``[]`` when not
+  instrumented);
+* the sampler measures host CPU/RAM only on local rank 0 (:mod:`hf_eco2ai.distributed`), and
+  spans and data points carry the rank identity.
 
 ``uninstrument()`` unwraps every patch, stops the sampler, and the instruments' callbacks then
 yield nothing. Importing ``hf_eco2ai`` does none of this.

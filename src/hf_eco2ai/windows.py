@@ -45,7 +45,8 @@ class EnergyWindow:
         return ",".join(self.methods)
 
 
-def _device_energies(snap: Snapshot, t_ns: int) -> list[float]:
+def device_energies(snap: Snapshot, t_ns: int) -> list[float]:
+    """Raw energy (J, no PUE) of each device of ``snap`` extrapolated to ``t_ns``."""
     dt = max(0, t_ns - snap.t_ns) / 1e9 if snap.seq else 0.0
     return [d.energy_j + d.power_w * dt for d in snap.devices]
 
@@ -63,7 +64,7 @@ def measure_window(start: Snapshot, start_t_ns: int, end: Snapshot, end_t_ns: in
     position, so both snapshots must come from the same ledger.
     """
     pue = end.pue
-    e0, e1 = _device_energies(start, start_t_ns), _device_energies(end, end_t_ns)
+    e0, e1 = device_energies(start, start_t_ns), device_energies(end, end_t_ns)
     c0, c1 = _emissions_at(start, start_t_ns), _emissions_at(end, end_t_ns)
     if len(e0) != len(e1):  # different ledgers: refuse to mix, report nothing
         e0, c0 = e1, c1

@@ -147,6 +147,12 @@ class TrainerInstrumentationTest(TestBase):
         self.assertEqual(attrs["hf_eco2ai.global_step"], 16)
         self.assertEqual(attrs["hf_eco2ai.training.samples"], 128)
         self.assertEqual(attrs["hf_eco2ai.training.tokens"], 128 * 32)
+        self.assertAlmostEqual(
+            attrs["hf_eco2ai.energy_per_sample.joules"], attrs["hf_eco2ai.energy.joules"] / 128
+        )
+        self.assertAlmostEqual(
+            attrs["hf_eco2ai.energy_per_token.joules"], attrs["hf_eco2ai.energy.joules"] / 4096
+        )
         self.assertEqual(attrs["hf_eco2ai.grid.zone"], "XX")
         self.assertAlmostEqual(attrs["hf_eco2ai.carbon_intensity"], 100.0)
         # energy per window is consistent with the constant 255 W x PUE 1 of the fake devices

@@ -23,6 +23,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from hf_eco2ai._state import active_session
 from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.distributed import JobAccounting, RankInfo, finish_job, rank_info
 from hf_eco2ai.telemetry.session import TelemetrySession
 from hf_eco2ai.telemetry.spans import RunTelemetry, as_attribute_value, log_summary
 
@@ -43,6 +44,22 @@ def _parameter_count(model: Any) -> int | None:
 def _tokens_seen_enabled(args: TrainingArguments) -> bool:
     value = getattr(args, "include_num_input_tokens_seen", False)
     return bool(value) and value != "no"
+
+
+def trainer_rank_facts(args: TrainingArguments) -> dict[str, int | None]:
+    """Rank facts the Trainer knows (``process_index``, ``local_process_index``, ``world_size``)."""
+    facts: dict[str, int | None] = {}
+    for key, attr in (
+        ("rank", "process_index"),
+        ("local_rank", "local_process_index"),
+        ("world_size", "world_size"),
+    ):
+        try:
+            value = getattr(args, attr, None)
+        except Exception:
+            value = None
+        facts[key] = value if isinstance(value, int) else None
+    return facts
 
 
 def batch_size_and_tokens(inputs: Any) -> tuple[int, int]:
@@ -90,14 +107,18 @@ class Eco2AICallback(TrainerCallback):
         self._pending_tokens = 0
         self._tokens_seen = 0
         self._use_tokens_seen = False
+        self._rank: RankInfo | None = None
+        self._stop_requested = False
+        self._job: JobAccounting | None = None
         self.last_summary: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def _session(self) -> TelemetrySession:
+    def _session(self, rank: RankInfo) -> TelemetrySession:
         session = active_session()
         if session is not None:
+            session.set_rank(rank)
             return session
-        self._own_session = TelemetrySession(self.config)
+        self._own_session = TelemetrySession(self.config, rank=rank)
         return self._own_session
 
     def _release(self) -> None:
@@ -112,7 +133,8 @@ class Eco2AICallback(TrainerCallback):
         try:
             if self.run is not None and self.run.running:  # a previous run never ended
                 self.fail(RuntimeError("training restarted before the previous run ended"))
-            self.run = RunTelemetry(self._session(), FRAMEWORK, SPAN_PREFIX)
+            self._rank = rank_info(trainer_rank_facts(args))
+            self.run = RunTelemetry(self._session(self._rank), FRAMEWORK, SPAN_PREFIX)
             model = kwargs.get("model")
             world = int(getattr(args, "world_size", 1) or 1)
             gas = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
@@ -121,6 +143,7 @@ class Eco2AICallback(TrainerCallback):
             self._use_tokens_seen = _tokens_seen_enabled(args)
             self._tokens_seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
             self._pending_samples = self._pending_tokens = 0
+            self._stop_requested = False
             attrs: dict[str, Any] = {
                 "hf_eco2ai.framework": FRAMEWORK,
                 "hf_eco2ai.per_device_batch_size": bs,
@@ -134,14 +157,18 @@ class Eco2AICallback(TrainerCallback):
                 count = _parameter_count(model)
                 if count is not None:
                     attrs["hf_eco2ai.model.parameters"] = count
-            self.run.begin_run(attrs)
+            self.run.begin_run(attrs, total_steps=int(getattr(state, "max_steps", 0) or 0))
+            self._job = JobAccounting.begin(self._rank, FRAMEWORK)
         except Exception:
             _LOG.warning("hf-eco2ai: could not start run telemetry", exc_info=True)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """End the run span, log the summary."""
+        """Gather job totals (distributed), end the run span, log the summary."""
+        job, self._job = self._job, None
+        if self.run is not None and self._rank is not None:
+            finish_job(job, self.run, self._rank, FRAMEWORK)
         self._finish(state, None)
 
     def fail(self, error: BaseException, state: TrainerState | None = None) -> None:
@@ -211,6 +238,23 @@ class Eco2AICallback(TrainerCallback):
             tokens, self._tokens_seen = seen - self._tokens_seen, seen
         self._pending_samples = self._pending_tokens = 0
         run.step(state.global_step, samples, tokens)
+        if run.projector.should_stop and not self._stop_requested:
+            self._budget_stop(control)
+
+    def _budget_stop(self, control: TrainerControl) -> None:
+        """A budget with ``budget_action='stop'`` was exceeded: stop gracefully (single rank)."""
+        self._stop_requested = True
+        rank = self._rank
+        if rank is not None and rank.distributed:
+            # one rank leaving the loop alone would hang the others in their next collective
+            _LOG.warning(
+                "hf-eco2ai: budget exceeded on rank %d of %d; not stopping a multi-rank job "
+                "from one rank (the ranks would desynchronise)",
+                rank.rank,
+                rank.world_size,
+            )
+            return
+        control.should_training_stop = True
 
     # ------------------------------------------------------------------ evaluation
     def begin_evaluate(self) -> bool:

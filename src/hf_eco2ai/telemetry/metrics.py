@@ -40,6 +40,8 @@ class TrainingCounters:
 
     __slots__ = (
         "framework",
+        "projected_emissions_g",
+        "projected_energy_j",
         "run_energy_start_j",
         "run_samples",
         "run_tokens",
@@ -56,12 +58,16 @@ class TrainingCounters:
         self.run_samples = 0
         self.run_tokens = 0
         self.run_energy_start_j: float | None = None
+        self.projected_energy_j: float | None = None
+        self.projected_emissions_g: float | None = None
 
     def start_run(self, energy_j: float) -> None:
-        """Reset the per-run efficiency baseline."""
+        """Reset the per-run efficiency baseline and projection."""
         self.run_samples = 0
         self.run_tokens = 0
         self.run_energy_start_j = energy_j
+        self.projected_energy_j = None
+        self.projected_emissions_g = None
 
     def add(self, steps: int, samples: int, tokens: int) -> None:
         """Count processed work (O(1))."""
@@ -206,6 +212,16 @@ class EnergyMetrics:
 
     def _energy_per_token(self) -> Iterator[Observation]:
         return self._per_unit("run_tokens")
+
+    def _projected_energy(self) -> Iterator[Observation]:
+        for c in self._counters():
+            if c.projected_energy_j is not None:
+                yield Observation(c.projected_energy_j, {"hf_eco2ai.framework": c.framework})
+
+    def _projected_emissions(self) -> Iterator[Observation]:
+        for c in self._counters():
+            if c.projected_emissions_g is not None:
+                yield Observation(c.projected_emissions_g, {"hf_eco2ai.framework": c.framework})
 
     def _sensor_errors(self) -> Iterator[Observation]:
         for d in self._snapshot_devices():

@@ -23,16 +23,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from hf_eco2ai.ledger import Snapshot
+from hf_eco2ai.projection import Projector
 from hf_eco2ai.telemetry.session import TelemetrySession
-from hf_eco2ai.windows import EnergyWindow, measure_window
+from hf_eco2ai.windows import EnergyWindow, device_energies, measure_window
+
+if TYPE_CHECKING:
+    from hf_eco2ai.report import RunRecord, Segment
 
 _LOG = logging.getLogger("hf_eco2ai")
 
@@ -97,7 +101,20 @@ class RunTelemetry:
         self.last_window: EnergyWindow | None = None
         self.epoch_windows: list[tuple[int, EnergyWindow]] = []
         self.eval_windows: list[EnergyWindow] = []
+        self.segments: list[Segment] = []
         self.run_name = f"{span_prefix}.train"
+        self.last_record: RunRecord | None = None
+        self.last_report_dir: str | None = None
+        config = session.config
+        self.projector = Projector(
+            co2_budget=config.co2_budget,
+            energy_budget=config.energy_budget,
+            action=config.budget_action,
+        )
+        self._total_steps = 0
+        self._project_every = 0
+        self._start_unix = 0.0
+        self._epoch_index = 0
 
     # ------------------------------------------------------------------ helpers
     def _open(self, name: str, parent: _Open | None, attrs: Attributes) -> _Open:
@@ -108,16 +125,27 @@ class RunTelemetry:
         return _Open(span, self.session.monitor.snapshot(), time.monotonic_ns())
 
     def _close(
-        self, opened: _Open, attrs: Attributes, error: BaseException | None = None
+        self,
+        opened: _Open,
+        attrs: Attributes,
+        error: BaseException | None = None,
+        kind: str | None = None,
+        index: int | None = None,
+        derived: Callable[[EnergyWindow], Attributes] | None = None,
     ) -> EnergyWindow:
-        window = measure_window(
-            opened.snap, opened.t_ns, self.session.monitor.snapshot(), time.monotonic_ns()
-        )
+        end_ns = time.monotonic_ns()
+        window = measure_window(opened.snap, opened.t_ns, self.session.monitor.snapshot(), end_ns)
+        if kind is not None:
+            from hf_eco2ai.report import Segment
+
+            self.segments.append(Segment(kind, index, opened.t_ns, end_ns, window))
         span = opened.span
         if span.is_recording():
             span.set_attributes(window_attributes(window, self.session.monitor.ledger.pue))
             span.set_attributes(opened.attrs)
             span.set_attributes(attrs)
+            if derived is not None:
+                span.set_attributes(derived(window))
             if error is not None:
                 record_error(span, error)
         span.end()
@@ -142,15 +170,51 @@ class RunTelemetry:
         )
 
     # ------------------------------------------------------------------ run
-    def begin_run(self, attrs: Attributes, name: str | None = None) -> None:
-        """Open the run span (a stale one from an interrupted run is ended first)."""
+    def begin_run(
+        self, attrs: Attributes, name: str | None = None, total_steps: int | None = None
+    ) -> None:
+        """Open the run span (a stale one from an interrupted run is ended first).
+
+        ``total_steps`` (e.g. the Trainer's ``max_steps``) enables projections every 1 % of
+        the run; integrations without it call :meth:`update_progress` (e.g. per epoch).
+        """
         if self._run is not None:
             self.end_run({}, RuntimeError("run span superseded by a new run"))
         self.run_name = name or f"{self.prefix}.train"
+        self._start_unix = time.time()
         self._run = self._open(self.run_name, None, attrs)
+        self._run.attrs.update(attrs)
         self.counters.start_run(self._run.snap.energy_j)
         self.epoch_windows = []
         self.eval_windows = []
+        self.segments = []
+        config = self.session.config
+        self.projector = Projector(
+            co2_budget=config.co2_budget,
+            energy_budget=config.energy_budget,
+            action=config.budget_action,
+        )
+        self.set_total_steps(total_steps or 0)
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """The run's planned optimizer steps (0 = unknown)."""
+        self._total_steps = max(0, int(total_steps))
+        self._project_every = max(1, self._total_steps // 100) if self._total_steps else 0
+
+    def update_progress(self, progress: float) -> None:
+        """Project the run's totals from ``progress`` (0..1) and check budgets (O(devices))."""
+        window = self.run_window()
+        if window is None:
+            return
+        projection = self.projector.update(progress, window.energy_j, window.emissions_g)
+        if projection is not None:
+            self.counters.projected_energy_j = projection.energy_j
+            self.counters.projected_emissions_g = projection.emissions_g
+
+    @property
+    def should_stop(self) -> bool:
+        """True once a budget was exceeded with ``budget_action='stop'``."""
+        return self.projector.should_stop
 
     def set_run_attributes(self, attrs: Attributes) -> None:
         """Attributes to put on the run span when it ends."""
@@ -163,25 +227,126 @@ class RunTelemetry:
             self._close(self._step, {}, error)
             self._step = None
         if self._eval is not None:
-            self.eval_windows.append(self._close(self._eval, {}, error))
+            self.eval_windows.append(self._close(self._eval, {}, error, "evaluation"))
             self._eval = None
         if self._epoch is not None:
-            self._close(self._epoch, {}, error)
+            self._close(self._epoch, {}, error, "epoch", self._epoch_index)
             self._epoch = None
         if self._run is None:
             return None
-        final = dict(attrs)
+        if error is None and self._total_steps:
+            self.update_progress(1.0)
+        final: dict[str, AttributeValue] = dict(attrs)
         final["hf_eco2ai.training.samples"] = self.counters.run_samples
         if self.counters.run_tokens:
             final["hf_eco2ai.training.tokens"] = self.counters.run_tokens
+        final.update(self._budget_attributes())
         opened, self._run = self._run, None
-        window = self._close(opened, final, error)
-        if opened.span.is_recording() and self.counters.run_samples:
-            opened.span.set_attribute(
-                "hf_eco2ai.energy_per_sample.joules", window.energy_j / self.counters.run_samples
-            )
+        end_snap = self.session.monitor.snapshot()
+        samples, tokens = self.counters.run_samples, self.counters.run_tokens
+
+        def efficiency(w: EnergyWindow) -> dict[str, AttributeValue]:
+            out: dict[str, AttributeValue] = {}
+            if samples:
+                out["hf_eco2ai.energy_per_sample.joules"] = w.energy_j / samples
+            if tokens:
+                out["hf_eco2ai.energy_per_token.joules"] = w.energy_j / tokens
+            return out
+
+        window = self._close(opened, final, error, derived=efficiency)
         self.last_window = window
+        try:
+            self._record_run(opened, end_snap, window, error)
+        except Exception:
+            _LOG.warning("hf-eco2ai: could not write the run report", exc_info=True)
         return window
+
+    def _budget_attributes(self) -> dict[str, AttributeValue]:
+        attrs: dict[str, AttributeValue] = {}
+        latest = self.projector.latest
+        if latest is not None:
+            attrs["hf_eco2ai.projected.energy.joules"] = latest.energy_j
+            attrs["hf_eco2ai.projected.emissions.grams"] = latest.emissions_g
+            attrs["hf_eco2ai.projected.progress"] = latest.progress
+        if self.projector.has_budget:
+            attrs["hf_eco2ai.budget.action"] = self.projector.action
+            attrs["hf_eco2ai.budget.projected_over"] = self.projector.projected_over
+            attrs["hf_eco2ai.budget.exceeded"] = self.projector.exceeded
+            attrs["hf_eco2ai.budget.stopped"] = self.projector.should_stop
+            if self.projector.co2_budget is not None:
+                attrs["hf_eco2ai.budget.co2.grams"] = self.projector.co2_budget
+            if self.projector.energy_budget is not None:
+                attrs["hf_eco2ai.budget.energy.joules"] = self.projector.energy_budget
+        return attrs
+
+    def _record_run(
+        self, opened: _Open, end_snap: Snapshot, window: EnergyWindow, error: BaseException | None
+    ) -> None:
+        from hf_eco2ai.report import DeviceTotal, RunRecord, print_summary, write_run_report
+
+        config = self.session.config
+        end_ns = opened.t_ns + int(window.duration_s * 1e9)
+        before = device_energies(opened.snap, opened.t_ns)
+        after = device_energies(end_snap, end_ns)
+        devices = [
+            DeviceTotal(
+                dev.info,
+                max(0.0, after[k] - (before[k] if k < len(before) else 0.0)),
+                dev.status,
+                dev.errors,
+            )
+            for k, dev in enumerate(end_snap.devices)
+        ]
+        if error is None:
+            status, error_type = "ok", None
+        else:
+            interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+            status = "interrupted" if interrupted else "error"
+            error_type = type(error).__qualname__
+        rank = getattr(self.session, "rank", None)
+        record = RunRecord(
+            framework=self.framework,
+            span=self.run_name,
+            status=status,
+            error_type=error_type,
+            start_unix=self._start_unix,
+            end_unix=time.time(),
+            start_ns=opened.t_ns,
+            end_ns=end_ns,
+            window=window,
+            devices=devices,
+            samples=self.counters.run_samples,
+            tokens=self.counters.run_tokens,
+            pue=self.session.monitor.ledger.pue,
+            segments=list(self.segments),
+            attributes=dict(opened.attrs),
+            projection=self.projector.latest,
+            budget={
+                "co2_budget_g": self.projector.co2_budget,
+                "energy_budget_j": self.projector.energy_budget,
+                "action": self.projector.action,
+                "projected_over": self.projector.projected_over,
+                "exceeded": self.projector.exceeded,
+                "stopped": self.projector.should_stop,
+            },
+            rank=int(getattr(rank, "rank", 0)),
+            local_rank=int(getattr(rank, "local_rank", 0)),
+            world_size=int(getattr(rank, "world_size", 1)),
+            project_name=config.project_name,
+            experiment_description=config.experiment_description,
+            history=self.session.monitor.history(),
+        )
+        host = getattr(rank, "host_name", None)
+        if isinstance(host, str) and host:
+            record.host = host
+        self.last_record = record
+        if not config.write_report:
+            return
+        written = write_run_report(record, config.output_dir)
+        self.last_report_dir = str(written.directory)
+        if record.rank == 0:
+            print_summary(written.report)
+            _LOG.info("hf-eco2ai: run report written to %s", written.directory)
 
     # ------------------------------------------------------------------ epoch
     def begin_epoch(self, epoch: int, attrs: Attributes | None = None) -> None:
@@ -198,7 +363,7 @@ class RunTelemetry:
         if self._epoch is None:
             return None
         opened, self._epoch = self._epoch, None
-        window = self._close(opened, attrs)
+        window = self._close(opened, attrs, None, "epoch", self._epoch_index)
         self.epoch_windows.append((self._epoch_index, window))
         return window
 
@@ -223,7 +388,7 @@ class RunTelemetry:
         if self._eval is None:
             return None
         opened, self._eval = self._eval, None
-        window = self._close(opened, attrs, error)
+        window = self._close(opened, attrs, error, "evaluation")
         self.eval_windows.append(window)
         return window
 
@@ -240,6 +405,8 @@ class RunTelemetry:
     def step(self, global_step: int, samples: int, tokens: int) -> None:
         """Count one optimizer step (O(1)); ends the sampled step span if one is open."""
         self.counters.add(1, samples, tokens)
+        if self._project_every and global_step % self._project_every == 0:
+            self.update_progress(global_step / self._total_steps)
         if self._step is not None:
             opened, self._step = self._step, None
             self._close(opened, {"hf_eco2ai.global_step": global_step})
