@@ -10,10 +10,11 @@ Example:
     >>> from hf_eco2ai.carbon.intensity import CarbonIntensity
     >>> cpu = DeviceInfo("cpu", HwType.CPU, "Example", "Acme", Method.TDP_MODEL)
     >>> ledger = Ledger([cpu], pue=1.5, history_size=16)
-    >>> ledger.record(1_000_000_000, [100.0], [100.0], CarbonIntensity(360.0, "XX", "config"))
+    >>> one_kwh = 3.6e6  # J
+    >>> ledger.record(1_000_000_000, [one_kwh], [100.0], CarbonIntensity(360.0, "XX", "config"))
     >>> snap = ledger.snapshot()
-    >>> snap.energy_j, round(snap.emissions_g, 3)
-    (150.0, 15.0)
+    >>> snap.energy_j, round(snap.emissions_g, 3)  # 1 kWh x PUE 1.5 x 360 g/kWh
+    (5400000.0, 540.0)
 """
 
 from __future__ import annotations
