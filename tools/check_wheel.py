@@ -37,6 +37,14 @@ REQUIRED_ENTRY_POINTS: dict[str, dict[str, str]] = {
     "opentelemetry_instrumentor": {"hf_eco2ai": "hf_eco2ai:HFEco2AIInstrumentor"},
     "opentelemetry_environment_variables": {"hf_eco2ai": "hf_eco2ai.environment_variables"},
     "console_scripts": {"hf-eco2ai": "hf_eco2ai.cli:main"},
+    "opentelemetry_metrics_exporter": {"mlflow": "hf_eco2ai.exporters.mlflow:MLflowMetricExporter"},
+    "opentelemetry_traces_exporter": {"mlflow": "hf_eco2ai.exporters.mlflow:MLflowSpanExporter"},
+    "lightning.pytorch.callbacks_factory": {
+        "hf_eco2ai": "hf_eco2ai.integrations.lightning:lightning_callbacks_factory"
+    },
+    "pytorch_lightning.callbacks_factory": {
+        "hf_eco2ai": "hf_eco2ai.integrations.lightning:pytorch_lightning_callbacks_factory"
+    },
 }
 IGNORED_PARTS = {"__pycache__", ".ipynb_checkpoints"}
 IGNORED_SUFFIXES = {".pyc", ".pyo"}

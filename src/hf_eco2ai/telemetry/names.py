@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 
@@ -18,20 +19,52 @@ OBSERVABLE_COUNTER = "ObservableCounter"
 OBSERVABLE_GAUGE = "ObservableGauge"
 OBSERVABLE_UP_DOWN_COUNTER = "ObservableUpDownCounter"
 
-_PROM_UNITS = {
+# How OpenTelemetry units become Prometheus name suffixes. Both renderers below share these
+# tables (opentelemetry-exporter-prometheus copied them from the Collector's translator).
+_UNIT_SUFFIXES = {
+    "s": "seconds",
+    "ms": "milliseconds",
+    "By": "bytes",
     "J": "joules",
     "W": "watts",
     "g": "grams",
-    "By": "bytes",
-    "1": "ratio",
-    "g/kW.h": "grams_per_kilowatt_hour",
-    "J/{sample}": "joules_per_sample",
-    "J/{token}": "joules_per_token",
-    "{step}": "",
-    "{sample}": "",
-    "{token}": "",
-    "{error}": "",
+    "1": "",
+    "%": "percent",
 }
+_PER_UNIT_SUFFIXES = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}
+_NOT_NAME_CHARS = re.compile(r"[^a-zA-Z0-9:]+")
+_ANNOTATION = re.compile(r"{.*}")
+
+
+def _python_exporter_unit(unit: str) -> str:
+    """The unit suffix opentelemetry-exporter-prometheus renders (its ``map_unit``)."""
+    unit = _ANNOTATION.sub("", unit)
+    if unit in _UNIT_SUFFIXES:
+        return _UNIT_SUFFIXES[unit]
+    top, sep, bottom = unit.partition("/")
+    bottom = _NOT_NAME_CHARS.sub("_", bottom)
+    if sep and bottom:
+        top = _NOT_NAME_CHARS.sub("_", top)
+        top = _UNIT_SUFFIXES.get(top, top)
+        bottom = _PER_UNIT_SUFFIXES.get(bottom, bottom)
+        return f"{top}_per_{bottom}" if top else f"per_{bottom}"
+    # "J/{sample}" ends up here as "J/": the exporter keeps the raw "J" (no "joules").
+    return _NOT_NAME_CHARS.sub("_", unit).strip("_")
+
+
+def _otlp_translator_units(unit: str) -> list[str]:
+    """The unit tokens of the Collector's / Prometheus' OTLP translator (``otlptranslator``)."""
+    main, sep, per = unit.partition("/")
+    main, per = main.strip(), per.strip()
+    tokens = []
+    if main and "{" not in main and "}" not in main:
+        tokens.append(_NOT_NAME_CHARS.sub("_", _UNIT_SUFFIXES.get(main, main)).strip("_"))
+    if sep and per and "{" not in per and "}" not in per:
+        tokens.append(
+            "per_" + _NOT_NAME_CHARS.sub("_", _PER_UNIT_SUFFIXES.get(per, per)).strip("_")
+        )
+    return [t for t in tokens if t]
+
 
 HW_ATTRS = ("hw.id", "hw.type", "hw.name", "hw.vendor", "hf_eco2ai.measurement.method")
 
@@ -49,14 +82,35 @@ class MetricSpec:
 
     @property
     def prometheus(self) -> str:
-        """The name the Prometheus exporter / Collector renders for this metric."""
-        base = self.name.replace(".", "_")
-        suffix = _PROM_UNITS.get(self.unit, "")
-        if suffix and not base.endswith(suffix):
-            base = f"{base}_{suffix}"
+        """The name opentelemetry-exporter-prometheus renders (``OTEL_METRICS_EXPORTER=prometheus``).
+
+        Checked against the real exporter by ``tests/integration/test_prometheus.py``.
+        """
+        name = _NOT_NAME_CHARS.sub("_", self.name)
+        suffix = _python_exporter_unit(self.unit)
+        if suffix and not name.endswith("_" + suffix):
+            name = f"{name}_{suffix}"
         if self.instrument == OBSERVABLE_COUNTER:
-            base += "_total"
-        return base
+            name += "_total"
+        return name
+
+    @property
+    def prometheus_otlp(self) -> str:
+        """The name the Collector's ``prometheus`` exporter and Prometheus' OTLP receiver render.
+
+        Both use Prometheus' ``otlptranslator`` (strategy ``UnderscoreEscapingWithSuffixes``).
+        It differs from :attr:`prometheus` for unit ``1`` gauges (``_ratio``) and for
+        ``J/{sample}`` (``_joules`` where the Python exporter writes ``_J``).
+        """
+        tokens = [t for t in _NOT_NAME_CHARS.split(self.name) if t]
+        for unit_token in _otlp_translator_units(self.unit):
+            if unit_token not in tokens:
+                tokens.append(unit_token)
+        if self.instrument == OBSERVABLE_COUNTER:
+            tokens = [t for t in tokens if t != "total"] + ["total"]
+        if self.unit == "1" and self.instrument == OBSERVABLE_GAUGE:
+            tokens = [t for t in tokens if t != "ratio"] + ["ratio"]
+        return "_".join(tokens)
 
 
 METRICS: tuple[MetricSpec, ...] = (
@@ -165,6 +219,22 @@ METRICS: tuple[MetricSpec, ...] = (
         ("hf_eco2ai.framework",),
     ),
     MetricSpec(
+        "projected_energy",
+        "hf_eco2ai.projected.energy",
+        OBSERVABLE_GAUGE,
+        "J",
+        "Projected energy of the whole current run (energy so far / progress), PUE applied.",
+        ("hf_eco2ai.framework",),
+    ),
+    MetricSpec(
+        "projected_emissions",
+        "hf_eco2ai.projected.emissions",
+        OBSERVABLE_GAUGE,
+        "g",
+        "Projected emissions of the whole current run in grams CO2e.",
+        ("hf_eco2ai.framework",),
+    ),
+    MetricSpec(
         "sensor_errors",
         "hf_eco2ai.sensor.errors",
         OBSERVABLE_COUNTER,
@@ -188,13 +258,14 @@ METRICS_BY_KEY: dict[str, MetricSpec] = {m.key: m for m in METRICS}
 def markdown_table() -> str:
     """The metric reference as a Markdown table (used to generate docs/metrics.md)."""
     lines = [
-        "| metric | instrument | unit | Prometheus name | attributes | description |",
-        "|---|---|---|---|---|---|",
+        "| metric | instrument | unit | Prometheus name | via OTLP / Collector | attributes | description |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m in METRICS:
         attrs = ", ".join(f"`{a}`" for a in m.attributes)
+        otlp = "same" if m.prometheus_otlp == m.prometheus else f"`{m.prometheus_otlp}`"
         lines.append(
-            f"| `{m.name}` | {m.instrument} | `{m.unit}` | `{m.prometheus}` | {attrs} | "
+            f"| `{m.name}` | {m.instrument} | `{m.unit}` | `{m.prometheus}` | {otlp} | {attrs} | "
             f"{m.description} |"
         )
     return "\n".join(lines) + "\n"
