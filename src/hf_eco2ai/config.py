@@ -61,7 +61,8 @@ def _number(
         if not float(value).is_integer():
             raise ConfigError(name, value, allowed)
         value = int(value)
-    if not math.isfinite(value) or not lo <= value <= hi:
+    # isfinite() of a huge int overflows; ints are finite anyway
+    if (isinstance(value, float) and not math.isfinite(value)) or not lo <= value <= hi:
         raise ConfigError(name, value, allowed)
     return value
 
@@ -263,7 +264,9 @@ class CarbonConfig:
     )
     energy_budget: float | None = field(
         default=None,
-        metadata=_meta("Energy budget of a run in joules (PUE applied).", "a number > 0 (up to 1e15)"),
+        metadata=_meta(
+            "Energy budget of a run in joules (PUE applied).", "a number > 0 (up to 1e15)"
+        ),
     )
     budget_action: str = field(
         default="warn",
@@ -279,6 +282,14 @@ class CarbonConfig:
     experiment_description: str = field(
         default="",
         metadata=_meta("Free text written to reports (eco2ai's experiment_description).", "text"),
+    )
+    handle_sigterm: bool = field(
+        default=True,
+        metadata=_meta(
+            "On SIGTERM (when no other handler is installed), end the open run's spans, write its"
+            " report and flush telemetry, then die of SIGTERM as before (instrumentor only).",
+            "true or false",
+        ),
     )
     sources: Mapping[str, str] = field(
         default_factory=dict, compare=False, repr=False, metadata={"internal": "1"}
@@ -330,6 +341,8 @@ class CarbonConfig:
             float(_number("ram_power_per_gb", self.ram_power_per_gb, 0, 10)),
         )
         set_(self, "output_dir", _nonempty_str("output_dir", self.output_dir, optional=False))
+        if "\x00" in self.output_dir:  # would only fail when the report is written, at the end
+            raise ConfigError("output_dir", self.output_dir, "a path (no NUL character)")
         set_(
             self,
             "step_span_every",
@@ -342,11 +355,14 @@ class CarbonConfig:
         )
         set_(self, "write_report", _bool("write_report", self.write_report))
         set_(self, "co2_budget", _optional_number("co2_budget", self.co2_budget, 1e-9, 1e12))
-        set_(self, "energy_budget", _optional_number("energy_budget", self.energy_budget, 1e-9, 1e15))
+        set_(
+            self, "energy_budget", _optional_number("energy_budget", self.energy_budget, 1e-9, 1e15)
+        )
         set_(self, "budget_action", _choice("budget_action", self.budget_action, ("warn", "stop")))
         set_(self, "project_name", _nonempty_str("project_name", self.project_name, optional=False))
         if not isinstance(self.experiment_description, str):
             raise ConfigError("experiment_description", self.experiment_description, "a string")
+        set_(self, "handle_sigterm", _bool("handle_sigterm", self.handle_sigterm))
         sources = dict(self.sources)
         for name in field_names():
             sources.setdefault(

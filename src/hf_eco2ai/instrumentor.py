@@ -29,13 +29,16 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
+import sys
 from collections.abc import Callable, Collection
 from typing import Any
 
+from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
+from hf_eco2ai._lifecycle import SigtermHandler, flush_providers
 from hf_eco2ai._state import active_session, set_active_session
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.telemetry.session import TelemetrySession
@@ -64,7 +67,11 @@ class HFEco2AIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
-        self._patched: list[tuple[Any, str]] = []
+        # A singleton (BaseInstrumentor.__new__): constructing it again while instrumented must
+        # not forget what was patched, or uninstrument() would leave the patches in place.
+        if not hasattr(self, "_patched"):
+            self._patched: list[tuple[Any, str]] = []
+            self._sigterm: SigtermHandler | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """None required: any of transformers / lightning is enough (``instruments-any``)."""
@@ -78,7 +85,13 @@ class HFEco2AIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         config = kwargs.get("config")
         if config is None:
-            config = CarbonConfig.from_env()
+            try:
+                config = CarbonConfig.from_env()
+            except ValueError as exc:
+                # Under opentelemetry-instrument this exception is only logged, with a traceback
+                # that a logging set-up may send elsewhere: say it on stderr, once, at start.
+                sys.stderr.write(f"{exc}\nhf-eco2ai: NOT measuring this process (fix the value)\n")
+                raise
         elif not isinstance(config, CarbonConfig):
             raise TypeError("config must be a hf_eco2ai.CarbonConfig")
         session = TelemetrySession(
@@ -87,6 +100,13 @@ class HFEco2AIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             meter_provider=kwargs.get("meter_provider"),
         )
         set_active_session(session)
+        if config.handle_sigterm:
+            self._sigterm = SigtermHandler.install(
+                flush_providers(
+                    kwargs.get("tracer_provider") or trace.get_tracer_provider(),
+                    kwargs.get("meter_provider") or metrics.get_meter_provider(),
+                )
+            )
         if _installed("transformers"):
             try:
                 self._patch_transformers()
@@ -95,6 +115,9 @@ class HFEco2AIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _LOG.debug("hf-eco2ai: instrumented (%d devices)", len(session.monitor.devices))
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        if self._sigterm is not None:
+            self._sigterm.uninstall()
+            self._sigterm = None
         for owner, name in reversed(self._patched):
             unwrap(owner, name)
         self._patched.clear()

@@ -39,7 +39,9 @@ class Projection:
 class Projector:
     """Linear projection of a run's totals plus budget checks. O(1) per update."""
 
-    def __init__(self, *, co2_budget: float | None, energy_budget: float | None, action: str) -> None:
+    def __init__(
+        self, *, co2_budget: float | None, energy_budget: float | None, action: str
+    ) -> None:
         self.co2_budget = co2_budget
         self.energy_budget = energy_budget
         self.action = action

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -120,8 +121,14 @@ class RunRecord:
 
 
 def csv_safe(value: str) -> str:
-    """Neutralise spreadsheet formulas in a text cell (CSV injection)."""
-    return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
+    """Neutralise spreadsheet formulas in a text cell (CSV injection).
+
+    A carriage return becomes a line feed: the writer (``lineterminator="\\n"``) does not quote a
+    cell for a bare CR, which readers take as the end of the row, so text after it would start
+    a row of its own (and could be a formula).
+    """
+    safe = "'" + value if value.startswith(_FORMULA_PREFIXES) else value
+    return safe.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _iso(unix: float) -> str:
@@ -245,7 +252,13 @@ def _segment(seg: Segment, record: RunRecord) -> dict[str, Any]:
 
 def _timeline(record: RunRecord) -> dict[str, Any]:
     hist = record.history
-    empty: dict[str, Any] = {"t_s": [], "devices": [], "power_w": [], "energy_j": [], "intensity": []}
+    empty: dict[str, Any] = {
+        "t_s": [],
+        "devices": [],
+        "power_w": [],
+        "energy_j": [],
+        "intensity": [],
+    }
     if hist is None or hist.t_ns.size == 0:
         return empty
     keep = (hist.t_ns >= record.start_ns) & (hist.t_ns <= record.end_ns)
@@ -258,6 +271,30 @@ def _timeline(record: RunRecord) -> dict[str, Any]:
         "energy_j": [round(v - base, 6) for v in hist.energy_j[keep].tolist()],
         "intensity": [round(v, 4) for v in hist.intensity[keep].tolist()],
     }
+
+
+# ------------------------------------------------------------------------------ files
+# Modes before the umask: the user's umask decides, but nothing is ever writable by others
+# (a umask of 0 would otherwise make report files in a shared directory editable by anyone).
+_DIR_MODE = 0o775
+_FILE_MODE = 0o664
+
+
+def _makedirs(path: Path) -> None:
+    """``mkdir -p`` with :data:`_DIR_MODE` for every directory created (umask applies)."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            directory.mkdir(mode=_DIR_MODE)
+
+
+def _create(path: Path, mode: str, **kwargs: Any) -> Any:
+    """``open(path, mode)`` for writing a new file with :data:`_FILE_MODE` (umask applies)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
+    return open(fd, mode, **kwargs)
 
 
 # ------------------------------------------------------------------------------ emissions.csv
@@ -285,10 +322,11 @@ def csv_row(report: Mapping[str, Any]) -> list[str]:
 
 def append_csv(path: Path, row: Sequence[str]) -> None:
     """Append ``row`` (header first if the file is new) under an exclusive file lock."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _makedirs(path.parent)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    with open(path, "a+", encoding="utf-8", newline="") as handle:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+    with open(fd, "a+", encoding="utf-8", newline="") as handle:
         _lock(handle)
         try:
             handle.seek(0, os.SEEK_END)
@@ -369,8 +407,9 @@ def render_png(report: Mapping[str, Any], path: Path) -> bool:
         lines2, labels2 = ax2.get_legend_handles_labels()
         ax.legend(lines + lines2, labels + labels2, loc="upper left", fontsize=8)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        _makedirs(path.parent)
+        with _create(path, "wb") as fh:
+            fig.savefig(fh, format="png")
     finally:
         plt.close(fig)
     return True
@@ -479,11 +518,12 @@ def write_run_report(
     """Write report.json, append emissions.csv and draw power.png for ``record``."""
     base = Path(output_dir)
     directory = base / record.run_id
-    directory.mkdir(parents=True, exist_ok=True)
+    _makedirs(directory)
     report = build_report(record)
     json_path = directory / "report.json"
     tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    with _create(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(report, indent=2))
     os.replace(tmp, json_path)
     csv_path = base / CSV_NAME
     append_csv(csv_path, csv_row(report))

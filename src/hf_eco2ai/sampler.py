@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import time
@@ -30,9 +31,27 @@ from collections.abc import Callable, Sequence
 
 from hf_eco2ai.carbon.intensity import IntensityProvider
 from hf_eco2ai.ledger import DeviceStatus, Ledger
-from hf_eco2ai.sensors.base import DeviceLostError, Sensor
+from hf_eco2ai.sensors.base import DeviceLostError, Reading, Sensor, SensorError
 
 _LOG = logging.getLogger(__name__)
+
+MAX_DEVICE_POWER_W = 10_000.0
+"""No single device read here draws more: a larger power, or a counter step implying more
+(over at least 1 s, the coarsest counter update period), is a glitch, never energy."""
+
+
+class ImplausibleReadingError(SensorError):
+    """A reading with a non-finite or absurd value: counted and skipped like a failed read."""
+
+
+def _check(reading: Reading) -> Reading:
+    power, energy = float(reading.power_w), reading.energy_j
+    if not (math.isfinite(power) and power <= MAX_DEVICE_POWER_W) or (
+        energy is not None and not math.isfinite(energy)
+    ):
+        raise ImplausibleReadingError(f"power {power!r} W, energy {energy!r} J")
+    return reading
+
 
 _LIVE: weakref.WeakSet[Sampler] = weakref.WeakSet()
 
@@ -165,7 +184,7 @@ class Sampler:
                 continue
             t = self._clock()
             try:
-                reading = tr.sensor.read(tr.index)
+                reading = _check(tr.sensor.read(tr.index))
             except Exception as exc:
                 tr.errors += 1
                 self.read_errors += 1
@@ -195,7 +214,8 @@ class Sampler:
                 dt = (t - tr.last_t) / 1e9
                 if reading.energy_j is not None and tr.last_energy is not None:
                     delta = reading.energy_j - tr.last_energy
-                    if delta < 0.0:  # counter reset (driver reload, device reset): bridge by power
+                    # counter reset (driver reload, device reset) or glitch: bridge by power
+                    if delta < 0.0 or delta > MAX_DEVICE_POWER_W * max(dt, 1.0):
                         delta = 0.5 * (power + tr.last_power) * dt
                 else:
                     delta = 0.5 * (power + tr.last_power) * dt

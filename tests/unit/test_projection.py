@@ -20,7 +20,7 @@ from hf_eco2ai.telemetry.spans import RunTelemetry
 from tests.conftest import FAKE_CPU, FAKE_GPU, FAKE_INTENSITY, ConstantSensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from train_hf import make_trainer  # noqa: E402
+from train_hf import make_trainer
 
 
 def test_projector_linear_and_min_progress() -> None:
@@ -61,7 +61,9 @@ def test_projector_warn_action_never_stops() -> None:
 def test_projection_within_5_percent_after_25_percent_of_a_steady_run() -> None:
     sensor = ConstantSensor([(FAKE_GPU, 200.0), (FAKE_CPU, 50.0)])
     monitor = EnergyMonitor(
-        CarbonConfig(sample_interval=0.05), sensors=[sensor], intensity=StaticIntensity(FAKE_INTENSITY)
+        CarbonConfig(sample_interval=0.05),
+        sensors=[sensor],
+        intensity=StaticIntensity(FAKE_INTENSITY),
     )
     session = TelemetrySession(
         CarbonConfig(sample_interval=0.05, write_report=False), monitor=monitor

@@ -28,7 +28,7 @@ from hf_eco2ai.report import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-from train_hf import make_trainer  # noqa: E402
+from train_hf import make_trainer
 
 
 class RaiseAt(TrainerCallback):
@@ -88,7 +88,11 @@ def test_report_on_success_is_valid_and_complete(
     assert eff["j_per_sample"] == pytest.approx(report["totals"]["energy_j"] / 512)
     assert len(report["epochs"]) == 2
     assert len(report["evaluations"]) == 2
-    assert report["epochs"][0]["start_s"] < report["epochs"][0]["end_s"] <= report["epochs"][1]["start_s"]
+    assert (
+        report["epochs"][0]["start_s"]
+        < report["epochs"][0]["end_s"]
+        <= report["epochs"][1]["start_s"]
+    )
     assert report["projection"]["progress"] == 1.0
     tl = report["timeline"]
     assert len(tl["t_s"]) >= 3
@@ -124,7 +128,9 @@ def test_report_on_failure_and_interrupt(
     status: str,
 ) -> None:
     out, exporter = instrumented
-    trainer = make_trainer(str(tmp_path / "t"), train_size=64, eval_size=16, callbacks=[RaiseAt(3, exc)])
+    trainer = make_trainer(
+        str(tmp_path / "t"), train_size=64, eval_size=16, callbacks=[RaiseAt(3, exc)]
+    )
     with pytest.raises(type(exc)):
         trainer.train()
     [report] = reports(out)
@@ -133,7 +139,9 @@ def test_report_on_failure_and_interrupt(
     assert report["run"]["error_type"] == type(exc).__qualname__
     assert report["totals"]["energy_j"] > 0
     assert report["efficiency"]["samples"] == 24  # our callback runs first: 3 steps counted
-    run_span = next(s for s in exporter.get_finished_spans() if s.name == "transformers.trainer.train")
+    run_span = next(
+        s for s in exporter.get_finished_spans() if s.name == "transformers.trainer.train"
+    )
     assert run_span.status.status_code.name == "ERROR"
 
 
@@ -193,7 +201,24 @@ def test_concurrent_appends_do_not_corrupt(tmp_path: Path) -> None:
 def test_csv_readable_by_pandas_if_installed(tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     path = tmp_path / "emissions.csv"
-    append_csv(path, ["a", "p", "d", "1", "2026-01-01T00:00:00+00:00", "1.0", "0.1", "0.01", "c", "g", "os", "FR", "N/A"])
+    append_csv(
+        path,
+        [
+            "a",
+            "p",
+            "d",
+            "1",
+            "2026-01-01T00:00:00+00:00",
+            "1.0",
+            "0.1",
+            "0.01",
+            "c",
+            "g",
+            "os",
+            "FR",
+            "N/A",
+        ],
+    )
     frame = pd.read_csv(path)
     assert list(frame.columns) == list(CSV_COLUMNS)
     assert frame["power_consumption(kWh)"][0] == 0.1
@@ -206,7 +231,9 @@ def test_csv_safe_neutralises_formulas(text: str) -> None:
 
 
 def test_cli_report_and_compare(
-    instrumented: tuple[Path, InMemorySpanExporter], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    instrumented: tuple[Path, InMemorySpanExporter],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     out, _ = instrumented
     make_trainer(str(tmp_path / "a"), train_size=32, eval_size=8, epochs=1).train()

@@ -43,7 +43,7 @@ from hf_eco2ai.carbon.intensity import CarbonIntensity, IntensityProvider
 logger = logging.getLogger("hf_eco2ai.carbon")
 
 #: Environment variable holding the Electricity Maps API token.
-ELECTRICITYMAPS_TOKEN_ENV = "ELECTRICITYMAPS_API_TOKEN"  # noqa: S105 (a name)
+ELECTRICITYMAPS_TOKEN_ENV = "ELECTRICITYMAPS_API_TOKEN"  # noqa: S105 (a name)  # nosec B105
 ELECTRICITYMAPS_URL = "https://api.electricitymaps.com"
 UK_CARBON_INTENSITY_URL = "https://api.carbonintensity.org.uk"
 

@@ -351,7 +351,7 @@ def finish_job(
     try:
 
         def contribution() -> RankContribution:
-            window = run.run_window()
+            window = run.freeze_run_end()  # the run span will report exactly this window
             if window is None:  # pragma: no cover - the run is open (checked above)
                 raise RuntimeError("no open run")
             return RankContribution.from_window(

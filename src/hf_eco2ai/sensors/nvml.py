@@ -341,6 +341,10 @@ class NvmlSensor:
             )
             return None
         if gpu.last_raw_mj is not None and raw < gpu.last_raw_mj:
+            if raw >= gpu.last_raw_mj - raw:
+                # A small step back is a glitch, not a restart (which drops to near 0): keep
+                # the last value, so the counter history is not added again.
+                return (gpu.last_raw_mj + gpu.offset_mj) / 1000.0
             # The counter restarted (driver reload / GPU reset): keep our total monotonic.
             gpu.offset_mj += gpu.last_raw_mj
         gpu.last_raw_mj = raw

@@ -190,8 +190,15 @@ class RaplSensor:
         now = self._clock()
         delta = raw - dom.last_raw
         if delta < 0:
-            # wrapped at max_energy_range_uj (or, without it, the counter restarted)
-            delta += dom.max_range_uj if dom.max_range_uj else dom.last_raw
+            # wrapped at max_energy_range_uj (a drop of more than half the range), or, without
+            # it, restarted (dropped to below the size of the drop); any other step back is a
+            # glitch: keep the last value rather than count a whole range or history again
+            if dom.max_range_uj and -delta > dom.max_range_uj // 2:
+                delta += dom.max_range_uj
+            elif not dom.max_range_uj and raw < -delta:
+                delta += dom.last_raw
+            else:
+                return Reading(power_w=dom.power_w, energy_j=dom.total_uj / 1e6)
         dom.last_raw = raw
         dom.total_uj += delta
         energy_j = dom.total_uj / 1e6

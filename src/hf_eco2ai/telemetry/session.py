@@ -18,10 +18,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
+import weakref
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
@@ -84,12 +87,12 @@ class TelemetrySession:
         # Identity on every span and data point unless the provider's Resource carries it.
         if not resource_has_identity(tracer_provider or trace.get_tracer_provider()):
             self.tracer = IdentityTracer(self.tracer, self.identity)
-        if not resource_has_identity(meter_provider or metrics.get_meter_provider()):
-            meter = IdentityMeter(meter, self.identity)
+        identity = not resource_has_identity(meter_provider or metrics.get_meter_provider())
         self._counters: dict[str, TrainingCounters] = {}
         self._lock = threading.Lock()
-        self.metrics = EnergyMetrics(meter, self._live_monitor, self._all_counters)
         self.closed = False
+        self._route = _MeterRoute.bind(meter, self, identity)
+        self.metrics = self._route.metrics
 
     def identity(self) -> Mapping[str, AttributeValue]:
         """The rank/host attributes added to this session's spans and data points."""
@@ -120,8 +123,64 @@ class TelemetrySession:
         if self.closed:
             return
         self.closed = True
-        self.metrics.disable()
+        self._route.unbind(self)
         if self._owns_shared:
             release_monitor(self.monitor)
         else:
             self.monitor.close()
+
+
+class _MeterRoute:
+    """The one set of hf-eco2ai instruments of a meter, reporting for its newest live session.
+
+    OpenTelemetry keeps the callbacks given when an instrument name is first created on a meter
+    and ignores those of a later creation, so a second session on the same meter provider
+    (``instrument()`` again, an explicit callback's next run) reuses the first session's
+    instruments, pointed at itself; with no live session they yield nothing.
+    """
+
+    _routes: weakref.WeakKeyDictionary[Any, _MeterRoute] = weakref.WeakKeyDictionary()
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.sessions: list[TelemetrySession] = []
+        self.metrics: EnergyMetrics
+
+    @classmethod
+    def bind(cls, meter: Any, session: TelemetrySession, identity: bool) -> _MeterRoute:
+        with cls._lock:
+            try:
+                route = cls._routes.get(meter)
+            except TypeError:  # a meter that cannot be weakly referenced: no sharing
+                route = None
+            if route is None:
+                route = cls()
+                wrapped = IdentityMeter(meter, route.identity) if identity else meter
+                route.metrics = EnergyMetrics(wrapped, route.live_monitor, route.all_counters)
+                with contextlib.suppress(TypeError):
+                    cls._routes[meter] = route
+            route.sessions.append(session)
+            return route
+
+    def unbind(self, session: TelemetrySession) -> None:
+        with self._lock:
+            if session in self.sessions:
+                self.sessions.remove(session)
+
+    def _current(self) -> TelemetrySession | None:
+        try:
+            return self.sessions[-1]
+        except IndexError:
+            return None
+
+    def identity(self) -> Mapping[str, AttributeValue]:
+        session = self._current()
+        return session.identity() if session is not None else {}
+
+    def live_monitor(self) -> EnergyMonitor | None:
+        session = self._current()
+        return session._live_monitor() if session is not None else None
+
+    def all_counters(self) -> tuple[TrainingCounters, ...]:
+        session = self._current()
+        return session._all_counters() if session is not None else ()

@@ -30,8 +30,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from hf_eco2ai._lifecycle import track_run
 from hf_eco2ai.ledger import Snapshot
 from hf_eco2ai.projection import Projector
+from hf_eco2ai.telemetry.metrics import TrainingCounters
 from hf_eco2ai.telemetry.session import TelemetrySession
 from hf_eco2ai.windows import EnergyWindow, device_energies, measure_window
 
@@ -85,6 +87,48 @@ def record_error(span: Span, exc: BaseException) -> None:
         span.record_exception(exc)
 
 
+class RunCounters:
+    """One run's own samples and tokens; everything also goes to the process-wide counters of
+    its framework (what the metrics report), so two runs at once never count into each other."""
+
+    __slots__ = ("framework", "run_samples", "run_tokens", "shared")
+
+    def __init__(self, shared: TrainingCounters) -> None:
+        self.shared = shared
+        self.framework = shared.framework
+        self.run_samples = 0
+        self.run_tokens = 0
+
+    def start_run(self, energy_j: float) -> None:
+        """Reset this run's counts (and the framework's per-run efficiency baseline)."""
+        self.run_samples = self.run_tokens = 0
+        self.shared.start_run(energy_j)
+
+    def add(self, steps: int, samples: int, tokens: int) -> None:
+        """Count processed work (O(1))."""
+        self.run_samples += samples
+        self.run_tokens += tokens
+        self.shared.add(steps, samples, tokens)
+
+    @property
+    def projected_energy_j(self) -> float | None:
+        """The framework's latest projected run energy (J)."""
+        return self.shared.projected_energy_j
+
+    @projected_energy_j.setter
+    def projected_energy_j(self, value: float | None) -> None:
+        self.shared.projected_energy_j = value
+
+    @property
+    def projected_emissions_g(self) -> float | None:
+        """The framework's latest projected run emissions (g)."""
+        return self.shared.projected_emissions_g
+
+    @projected_emissions_g.setter
+    def projected_emissions_g(self, value: float | None) -> None:
+        self.shared.projected_emissions_g = value
+
+
 class RunTelemetry:
     """Span lifecycle and counters of one training run of one framework."""
 
@@ -92,7 +136,7 @@ class RunTelemetry:
         self.session = session
         self.framework = framework
         self.prefix = span_prefix
-        self.counters = session.counters(framework)
+        self.counters = RunCounters(session.counters(framework))
         self.step_every = session.config.step_span_every
         self._run: _Open | None = None
         self._epoch: _Open | None = None
@@ -115,6 +159,7 @@ class RunTelemetry:
         self._project_every = 0
         self._start_unix = 0.0
         self._epoch_index = 0
+        self._frozen_end: tuple[Snapshot, int] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _open(self, name: str, parent: _Open | None, attrs: Attributes) -> _Open:
@@ -132,9 +177,12 @@ class RunTelemetry:
         kind: str | None = None,
         index: int | None = None,
         derived: Callable[[EnergyWindow], Attributes] | None = None,
+        end: tuple[Snapshot, int] | None = None,
     ) -> EnergyWindow:
-        end_ns = time.monotonic_ns()
-        window = measure_window(opened.snap, opened.t_ns, self.session.monitor.snapshot(), end_ns)
+        end_snap, end_ns = (
+            end if end is not None else (self.session.monitor.snapshot(), time.monotonic_ns())
+        )
+        window = measure_window(opened.snap, opened.t_ns, end_snap, end_ns)
         if kind is not None:
             from hf_eco2ai.report import Segment
 
@@ -165,9 +213,22 @@ class RunTelemetry:
         """The energy of the open run so far (None when no run is open)."""
         if self._run is None:
             return None
-        return measure_window(
-            self._run.snap, self._run.t_ns, self.session.monitor.snapshot(), time.monotonic_ns()
+        end_snap, end_ns = self._frozen_end or (
+            self.session.monitor.snapshot(),
+            time.monotonic_ns(),
         )
+        return measure_window(self._run.snap, self._run.t_ns, end_snap, end_ns)
+
+    def freeze_run_end(self) -> EnergyWindow | None:
+        """Fix the run's end at this instant and return its window.
+
+        The run span, when it ends, reports exactly this window; job totals use it, so a rank's
+        share and its run span agree to the joule.
+        """
+        if self._run is None:
+            return None
+        self._frozen_end = (self.session.monitor.snapshot(), time.monotonic_ns())
+        return self.run_window()
 
     # ------------------------------------------------------------------ run
     def begin_run(
@@ -182,8 +243,10 @@ class RunTelemetry:
             self.end_run({}, RuntimeError("run span superseded by a new run"))
         self.run_name = name or f"{self.prefix}.train"
         self._start_unix = time.time()
+        self._frozen_end = None
         self._run = self._open(self.run_name, None, attrs)
         self._run.attrs.update(attrs)
+        track_run(self)  # ended and reported even on SIGTERM or at exit
         self.counters.start_run(self._run.snap.energy_j)
         self.epoch_windows = []
         self.eval_windows = []
@@ -242,7 +305,8 @@ class RunTelemetry:
             final["hf_eco2ai.training.tokens"] = self.counters.run_tokens
         final.update(self._budget_attributes())
         opened, self._run = self._run, None
-        end_snap = self.session.monitor.snapshot()
+        frozen, self._frozen_end = self._frozen_end, None
+        end_snap = frozen[0] if frozen is not None else self.session.monitor.snapshot()
         samples, tokens = self.counters.run_samples, self.counters.run_tokens
 
         def efficiency(w: EnergyWindow) -> dict[str, AttributeValue]:
@@ -253,7 +317,7 @@ class RunTelemetry:
                 out["hf_eco2ai.energy_per_token.joules"] = w.energy_j / tokens
             return out
 
-        window = self._close(opened, final, error, derived=efficiency)
+        window = self._close(opened, final, error, derived=efficiency, end=frozen)
         self.last_window = window
         try:
             self._record_run(opened, end_snap, window, error)
