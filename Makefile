@@ -43,8 +43,18 @@ build: $(STAMP)
 doctor: $(STAMP)
 	$(VENV)/bin/hf-eco2ai doctor
 
+## Every benchmark at its quick size (a few minutes); docs/benchmarks.md has the full-size
+## commands and numbers. The peers' venv (eco2ai, CodeCarbon) is built on first use; without
+## it, benchmarks/overhead.py runs without the peers.
 bench: $(STAMP)
+	-bash benchmarks/setup_peers.sh
 	$(PY) benchmarks/core.py
+	$(PY) benchmarks/sampler.py --quick
+	$(PY) benchmarks/scale.py --quick
+	$(PY) benchmarks/memory.py --quick
+	$(PY) -m pytest tests/performance -q --benchmark-only --benchmark-sort=name \
+		--benchmark-columns=min,median,iqr,mean,rounds
+	$(PY) benchmarks/overhead.py --quick
 
 clean:
 	rm -rf $(VENV) dist site .pytest_cache .coverage htmlcov

@@ -8,12 +8,16 @@ Usage: ``python benchmarks/core.py [--gpus 8] [--ticks 2000] [--json]`` (``make 
   driver, which this machine does not have), a 2-socket RAPL tree in a temp dir (real file
   reads) and the RAM model (psutil), then the CPU share of one core at 1 Hz and 10 Hz
   (budget < 1 % of one core at 10 Hz).
+
+The helpers here (fake GPUs, a RAPL tree, monitors built through the production discovery)
+are shared by ``sampler.py``, ``scale.py`` and ``memory.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -53,15 +57,42 @@ def rapl_tree(root: Path) -> None:
             (d / "max_energy_range_uj").write_text("262143328850\n")
 
 
-def build_sensors(gpus: int, tmp: Path) -> list[Sensor]:
-    fake = FakeNVML(
+def fake_nvml(gpus: int) -> FakeNVML:
+    """``gpus`` fake GPUs at 250 W with energy counters (``tests/fakes/fake_nvml.py``)."""
+    return FakeNVML(
         [
             FakeGpu(uuid=f"GPU-{k:08d}-0000-0000-0000-000000000000", power_w=250.0)
             for k in range(gpus)
         ]
     )
+
+
+def discover(gpus: int, tmp: Path, cpu: str = "rapl") -> list[Sensor]:
+    """The sensors production discovery picks with ``gpus`` fake GPUs.
+
+    ``cpu="rapl"``: a 2-socket powercap tree under ``tmp`` (package + dram counters, so no RAM
+    model); ``cpu="tdp"``: no RAPL, so the CPU TDP model (psutil per-CPU times) and the RAM
+    model (psutil RSS).
+    """
+    from hf_eco2ai.sensors.discovery import discover_sensors
+
+    if cpu == "rapl":
+        rapl_tree(tmp / "powercap")
+        root = str(tmp / "powercap")
+    elif cpu == "tdp":
+        root = str(tmp / "no-powercap")
+    else:
+        raise ValueError(f"cpu must be 'rapl' or 'tdp', not {cpu!r}")
+    logging.getLogger("hf_eco2ai").setLevel(logging.ERROR)
+    config = CarbonConfig(track_gpu=gpus > 0)
+    found = discover_sensors(config, rapl_root=root, nvml=fake_nvml(gpus), environ={})
+    return list(found.sensors)
+
+
+def build_sensors(gpus: int, tmp: Path) -> list[Sensor]:
+    """N fake GPUs, a 2-socket RAPL tree (package + dram) and the RAM model."""
     sensors: list[Sensor] = []
-    nvml = NvmlSensor.create(nvml=fake, environ={})
+    nvml = NvmlSensor.create(nvml=fake_nvml(gpus), environ={})
     if nvml is not None:
         sensors.append(nvml)
     rapl_tree(tmp / "powercap")
@@ -72,14 +103,20 @@ def build_sensors(gpus: int, tmp: Path) -> list[Sensor]:
     return sensors
 
 
+def make_monitor(
+    sensors: list[Sensor], *, interval_s: float = 1.0, history_size: int = 3600
+) -> EnergyMonitor:
+    """An :class:`EnergyMonitor` on ``sensors`` with a static intensity (not started)."""
+    return EnergyMonitor(
+        CarbonConfig(sample_interval=interval_s, history_size=history_size),
+        sensors=sensors,
+        intensity=StaticIntensity(CarbonIntensity(100.0, "XX", "config")),
+    )
+
+
 def run(gpus: int, ticks: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        sensors = build_sensors(gpus, Path(tmp))
-        monitor = EnergyMonitor(
-            CarbonConfig(),
-            sensors=sensors,
-            intensity=StaticIntensity(CarbonIntensity(100.0, "XX", "config")),
-        )
+        monitor = make_monitor(build_sensors(gpus, Path(tmp)))
         devices = len(monitor.devices)
         sampler = monitor.sampler
         for _ in range(20):  # warm-up
