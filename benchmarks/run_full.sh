@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark at full size, as published in docs/benchmarks.md: tables and JSON under
 # benchmarks/results/ (gitignored), with the load average before and after each one.
-# Takes about 25 minutes on 2 cores. Run it on a quiet machine (check `uptime` first).
+# Takes about 45 minutes on 2 cores (the overhead pairs 35). Run it on a quiet machine (check `uptime` first).
 #
 # Usage: bash benchmarks/run_full.sh [benchmark ...]   (default: all; names: core sampler
 #        scale memory hot-path overhead)
@@ -39,7 +39,11 @@ for name in "${names[@]}"; do
       ;;
     overhead)
       bash benchmarks/setup_peers.sh
-      run overhead "$PY" benchmarks/overhead.py --json "$OUT/overhead.json"
+      # the budget is on the Trainer run: more pairs there, to narrow the interval
+      run overhead-trainer "$PY" benchmarks/overhead.py --frameworks trainer --rounds 20 \
+        --json "$OUT/overhead-trainer.json"
+      run overhead-lightning "$PY" benchmarks/overhead.py --frameworks lightning --rounds 8 \
+        --json "$OUT/overhead-lightning.json"
       ;;
     *)
       echo "unknown benchmark: $name" >&2

@@ -55,6 +55,13 @@ class RunNotEnded(RuntimeError):
 _runs: weakref.WeakKeyDictionary[RunTelemetry, int] = weakref.WeakKeyDictionary()
 _runs_lock = threading.Lock()
 _at_exit_registered = False
+_exiting = False
+
+
+def background_work_allowed() -> bool:
+    """False once the interpreter runs its exit handlers: non-daemon threads started then are
+    not waited for, so report files must be written on the calling thread."""
+    return not _exiting
 
 
 def track_run(run: RunTelemetry) -> None:
@@ -88,6 +95,8 @@ def end_open_runs(error: BaseException) -> int:
 
 
 def _end_open_runs_at_exit() -> None:
+    global _exiting
+    _exiting = True
     ended = end_open_runs(RunNotEnded("the process exited while the run was still open"))
     if ended:
         _LOG.warning("hf-eco2ai: %d run(s) still open at exit ended with status error", ended)
@@ -165,7 +174,12 @@ class SigtermHandler:
         ended = end_open_runs(Terminated(f"received signal {signal.Signals.SIGTERM.name}"))
         if ended:
             _LOG.warning("hf-eco2ai: SIGTERM: %d open run(s) ended and reported", ended)
-        self._flush(max(0.1, SIGTERM_GRACE_S - 0.5 - (time.monotonic() - started)))
+        deadline = started + SIGTERM_GRACE_S - 0.5
+        self._flush(max(0.1, deadline - time.monotonic()))
+        from hf_eco2ai.report import wait_for_png
+
+        if not wait_for_png(max(0.0, deadline - time.monotonic())):
+            _LOG.warning("hf-eco2ai: SIGTERM: power.png not finished in time")
 
     @staticmethod
     def _die(signum: int) -> None:

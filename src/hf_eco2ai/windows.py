@@ -82,7 +82,8 @@ def measure_window(start: Snapshot, start_t_ns: int, end: Snapshot, end_t_ns: in
         u = dev.info.uncertainty
         low += de * (1.0 - u)
         high += de * (1.0 + u)
-    mean_intensity = emissions / (energy / J_PER_KWH) if energy > 0 else end.intensity.value
+    kwh = energy / J_PER_KWH  # 0.0 for a subnormal energy: test kwh, not energy
+    mean_intensity = emissions / kwh if kwh > 0 else end.intensity.value
     return EnergyWindow(
         duration_s=max(0, end_t_ns - start_t_ns) / 1e9,
         energy_j=energy,

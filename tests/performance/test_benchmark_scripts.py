@@ -22,6 +22,20 @@ def _bench_on_path() -> Any:
         sys.path.remove(str(BENCH))
 
 
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Any:
+    """The benchmarks quieten the ``hf_eco2ai`` logger for their own output: not for the
+    tests that run after these."""
+    import logging
+
+    logger = logging.getLogger("hf_eco2ai")
+    level = logger.level
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def test_sampler_benchmark_covers_every_configuration() -> None:
     import sampler
 
@@ -92,3 +106,58 @@ def test_overhead_budget_lines_compare_with_peers() -> None:
     assert "budget ≤ 1.01: met" in text
     assert "vs eco2ai 1.3000: lower" in text
     assert "vs codecarbon 1.0020: NOT lower" in text
+
+
+def test_overhead_pairs_each_tool_with_plain_runs_in_its_own_worker(tmp_path: Path) -> None:
+    """Would catch: the pairing broken (a ratio taken across workers, a pair missing its plain
+    run), the plain run in a tool's worker still carrying the tool, or our power.png thread
+    left running after the window (``threads left``)."""
+    out = tmp_path / "overhead.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "overhead.py"),
+            "--no-peers",
+            "--frameworks",
+            "trainer",
+            "--variants",
+            "hf-eco2ai",
+            "--rounds",
+            "2",
+            "--train-size",
+            "64",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["variant"] == "hf-eco2ai"
+    assert row["rounds"] == 2
+    runs, plains = result["runs"]["trainer/hf-eco2ai"], result["plain_runs"]["trainer/hf-eco2ai"]
+    assert [r["variant"] for r in runs] == ["hf-eco2ai"] * 2
+    assert [r["variant"] for r in plains] == ["plain"] * 2
+    assert all(r["energy_kwh"] and r["energy_kwh"] > 0 for r in runs)  # the tool measured
+    assert all(r["report_s"] is None and r["energy_kwh"] is None for r in plains)
+    assert all(r["threads_left"] == 0 for r in runs + plains)
+    ratios = sorted(a["wall_s"] / b["wall_s"] for a, b in zip(runs, plains, strict=True))
+    assert row["ratio_median"] == pytest.approx((ratios[0] + ratios[1]) / 2)
+    assert row["ratio_ci_low"] <= row["ratio_median"] <= row["ratio_ci_high"]
+    assert "| trainer | hf-eco2ai |" in proc.stdout
+
+
+def test_overhead_median_interval_covers_the_median() -> None:
+    import overhead
+
+    values = [1.0, 1.02, 0.99, 1.01, 1.005, 0.995, 1.03]
+    low, high = overhead.median_ci(values)
+    assert low <= 1.005 <= high
+    assert min(values) <= low < high <= max(values)
+    assert overhead.median_ci(values) == (low, high)  # fixed seed: reproducible

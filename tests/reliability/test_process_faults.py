@@ -82,10 +82,16 @@ def test_exception_inside_training_writes_the_report_and_ends_spans(
     assert len(rows) == 2  # header + this run
 
 
-def test_explicit_callback_run_left_open_is_ended_at_exit(fake_devices: None) -> None:
+def test_explicit_callback_run_left_open_is_ended_at_exit(
+    fake_devices: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An explicit ``Eco2AICallback`` without the instrumentor never hears of an exception in
     training (TrainerCallback has no such hook). Would catch: that run's spans never ending
-    and its report never being written (the at-exit hook ends it with status error)."""
+    and its report never being written (the at-exit hook ends it with status error), or its
+    power.png left to a thread the exiting interpreter would not wait for."""
+    from hf_eco2ai import _lifecycle
+
+    monkeypatch.setattr(_lifecycle, "_exiting", False)
     callback = Eco2AICallback(CarbonConfig(sample_interval=0.05, output_dir="runs"))
     trainer = make_trainer(
         "e", train_size=64, eval_size=8, callbacks=[callback, RaiseAt(2, Boom())]
@@ -100,6 +106,7 @@ def test_explicit_callback_run_left_open_is_ended_at_exit(fake_devices: None) ->
     report = one_report("runs")
     assert report["run"]["status"] == "error"
     assert report["run"]["error_type"] == "RunNotEnded"
+    assert (Path("runs") / report["run"]["id"] / "power.png").exists()  # drawn inline
     assert open_runs() == []
 
 
@@ -227,6 +234,8 @@ def test_sigterm_ends_spans_writes_report_and_still_dies_of_sigterm(tmp_path: Pa
     assert report["run"]["error_type"] == "Terminated"
     assert report["efficiency"]["samples"] > 0
     assert_energy_is_power_times_duration(report)
+    # drawn on a background thread, waited for before the process dies
+    assert (tmp_path / "runs" / report["run"]["id"] / "power.png").stat().st_size > 10_000
     runs = [s for s in spans if s["name"] == RUN]
     assert len(runs) == 1, [s["name"] for s in spans]
     assert runs[0]["status"] == "ERROR"

@@ -25,6 +25,7 @@ from hf_eco2ai.report import (
     load_report,
     load_schema,
     render_png,
+    wait_for_png,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
@@ -99,6 +100,7 @@ def test_report_on_success_is_valid_and_complete(
     assert len(tl["power_w"]) == 3
     assert all(len(series) == len(tl["t_s"]) for series in tl["power_w"])
     assert tl["energy_j"] == sorted(tl["energy_j"])  # cumulative
+    assert wait_for_png(60.0)  # drawn off the training thread
     png = out / run["id"] / "power.png"
     assert png.exists()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -239,6 +241,7 @@ def test_cli_report_and_compare(
     make_trainer(str(tmp_path / "a"), train_size=32, eval_size=8, epochs=1).train()
     make_trainer(str(tmp_path / "b"), train_size=64, eval_size=8, epochs=1).train()
     first, second = sorted(out.glob("*/report.json"), key=lambda p: load_report(p)["run"]["start"])
+    assert wait_for_png(60.0)
     (first.parent / "power.png").unlink()
     capsys.readouterr()
     assert cli.main(["report", str(first.parent), "--png"]) == 0
@@ -290,3 +293,65 @@ def test_png_skipped_without_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     assert render_png({}, tmp_path / "p.png") is False
     assert not (tmp_path / "p.png").exists()
+
+
+def test_png_is_drawn_off_the_training_thread(
+    instrumented: tuple[Path, InMemorySpanExporter],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Would catch: drawing power.png (~0.1 s, plus matplotlib's import) inside ``train()``,
+    on the caller's thread, or report.json/emissions.csv waiting for it."""
+    import threading
+
+    from hf_eco2ai import report as report_module
+
+    out, _ = instrumented
+    release, started = threading.Event(), threading.Event()
+    drawn_on: list[str] = []
+    original = report_module.render_png
+
+    def slow_render(report: Any, path: Path) -> bool:
+        drawn_on.append(threading.current_thread().name)
+        started.set()
+        release.wait(30)
+        return original(report, path)
+
+    monkeypatch.setattr(report_module, "render_png", slow_render)
+    make_trainer(str(tmp_path / "a"), train_size=32, eval_size=8, epochs=1).train()
+    (run_dir,) = [p.parent for p in out.glob("*/report.json")]
+    assert (out / "emissions.csv").exists()
+    assert not (run_dir / "power.png").exists()  # train() returned before the drawing
+    assert started.wait(30)
+    assert drawn_on == ["hf-eco2ai-png"]
+    assert wait_for_png(timeout=0.05) is False  # still drawing
+    release.set()
+    assert wait_for_png(timeout=60.0) is True
+    data = (run_dir / "power.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(run_dir.glob("*.tmp"))
+
+
+def test_png_failure_in_background_is_logged_not_raised(
+    instrumented: tuple[Path, InMemorySpanExporter],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Would catch: an exception escaping the drawing thread (a traceback on stderr from
+    threading's excepthook) instead of one logged warning, or the JSON/CSV not written."""
+    import logging
+
+    from hf_eco2ai import report as report_module
+
+    out, _ = instrumented
+    caplog.set_level(logging.WARNING, logger="hf_eco2ai.report")
+
+    def broken(report: Any, path: Path) -> bool:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report_module, "render_png", broken)
+    make_trainer(str(tmp_path / "a"), train_size=32, eval_size=8, epochs=1).train()
+    assert wait_for_png(60.0)
+    assert len(reports(out)) == 1
+    assert any("could not draw" in r.getMessage() for r in caplog.records)

@@ -30,7 +30,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from hf_eco2ai._lifecycle import track_run
+from hf_eco2ai._lifecycle import background_work_allowed, track_run
 from hf_eco2ai.ledger import Snapshot
 from hf_eco2ai.projection import Projector
 from hf_eco2ai.telemetry.metrics import TrainingCounters
@@ -346,7 +346,15 @@ class RunTelemetry:
     def _record_run(
         self, opened: _Open, end_snap: Snapshot, window: EnergyWindow, error: BaseException | None
     ) -> None:
-        from hf_eco2ai.report import DeviceTotal, RunRecord, print_summary, write_run_report
+        from hf_eco2ai.report import (
+            PNG_NAME,
+            DeviceTotal,
+            RunRecord,
+            print_summary,
+            render_png,
+            render_png_in_background,
+            write_run_report,
+        )
 
         config = self.session.config
         end_ns = opened.t_ns + int(window.duration_s * 1e9)
@@ -406,11 +414,16 @@ class RunTelemetry:
         self.last_record = record
         if not config.write_report:
             return
-        written = write_run_report(record, config.output_dir)
+        written = write_run_report(record, config.output_dir, png=False)
         self.last_report_dir = str(written.directory)
         if record.rank == 0:
             print_summary(written.report)
             _LOG.info("hf-eco2ai: run report written to %s", written.directory)
+        # last: once drawing starts, the training thread shares the GIL with it
+        if background_work_allowed():
+            render_png_in_background(written.report, written.directory / PNG_NAME)
+        else:
+            render_png(written.report, written.directory / PNG_NAME)
 
     # ------------------------------------------------------------------ epoch
     def begin_epoch(self, epoch: int, attrs: Attributes | None = None) -> None:
