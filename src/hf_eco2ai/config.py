@@ -382,6 +382,7 @@ class CarbonConfig:
         """
         env = os.environ if environ is None else environ
         names = field_names()
+        _warn_unknown_env(env, names)
         for key in overrides:
             if key not in names:
                 raise ConfigError(key, overrides[key], "a CarbonConfig field: " + ", ".join(names))
@@ -411,6 +412,33 @@ class CarbonConfig:
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain values (no provenance)."""
         return {name: getattr(self, name) for name in field_names()}
+
+
+OTHER_ENV_VARS = frozenset({"OTEL_PYTHON_HF_ECO2AI_MLFLOW_TIMEOUT"})
+"""Variables with the prefix that are read elsewhere (not :class:`CarbonConfig` fields)."""
+
+
+def _warn_unknown_env(env: Mapping[str, str], names: tuple[str, ...]) -> None:
+    """Log once per variable when an ``OTEL_PYTHON_HF_ECO2AI_*`` name is not a setting (a typo
+    would otherwise be ignored in silence), with the closest names."""
+    import difflib
+    import logging
+
+    from hf_eco2ai._logging import warn_once
+
+    known = {env_var_name(n) for n in names} | OTHER_ENV_VARS
+    for key in sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known):
+        suffixes = sorted(k[len(ENV_PREFIX) :] for k in known)  # the shared prefix would match
+        close = difflib.get_close_matches(key[len(ENV_PREFIX) :], suffixes, n=2, cutoff=0.75)
+        hint = f" (did you mean {' or '.join(ENV_PREFIX + c for c in close)}?)" if close else ""
+        warn_once(
+            logging.getLogger(__name__),
+            f"unknown-env:{key}",
+            "hf-eco2ai: %s is not a hf-eco2ai setting and is ignored%s;"
+            " `hf-eco2ai doctor` lists the settings",
+            key,
+            hint,
+        )
 
 
 def field_names() -> tuple[str, ...]:

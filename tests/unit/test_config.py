@@ -199,3 +199,32 @@ def test_eco2ai_table_without_eco2ai_fails_at_configuration_time() -> None:
     with pytest.raises(ConfigError, match="OTEL_PYTHON_HF_ECO2AI_CARBON_TABLE") as info:
         CarbonConfig.from_env({"OTEL_PYTHON_HF_ECO2AI_CARBON_TABLE": "eco2ai"})
     assert "hf-eco2ai[eco2ai]" in str(info.value)
+
+
+def test_misspelt_env_variable_is_named_with_the_closest_setting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Would catch: a typo in a variable name ignored in silence (the run then measures with a
+    setting the user believes changed), a warning per call instead of once, or a warning for
+    the variables we do read (settings and the MLflow bridge's timeout)."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="hf_eco2ai.config")
+    env = {
+        "OTEL_PYTHON_HF_ECO2AI_SAMPLE_INTERVL": "0.5",
+        "OTEL_PYTHON_HF_ECO2AI_COUNTRY": "FR",
+        "OTEL_PYTHON_HF_ECO2AI_MLFLOW_TIMEOUT": "3",
+        "OTEL_PYTHON_HF_ECO2AI_XYZ": "1",
+        "OTEL_SERVICE_NAME": "svc",
+    }
+    config = CarbonConfig.from_env(env)
+    CarbonConfig.from_env(env)
+    assert config.sample_interval == CarbonConfig().sample_interval  # the typo changes nothing
+    assert config.country == "FR"
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(messages) == 2, messages
+    typo = next(m for m in messages if "SAMPLE_INTERVL" in m)
+    assert "did you mean OTEL_PYTHON_HF_ECO2AI_SAMPLE_INTERVAL?" in typo
+    other = next(m for m in messages if "_XYZ" in m)
+    assert "did you mean" not in other
+    assert "is ignored" in other

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from hf_eco2ai._logging import warn_once
 from hf_eco2ai.carbon import tables
 from hf_eco2ai.carbon.intensity import CarbonIntensity, IntensityProvider, StaticIntensity
-from hf_eco2ai.carbon.providers import make_provider
+from hf_eco2ai.carbon.providers import NoRedirect, make_provider
 
 if TYPE_CHECKING:
     from hf_eco2ai.config import CarbonConfig
@@ -138,9 +138,7 @@ class CloudMetadataClient:
                 raise ValueError("metadata URLs must be http(s)")
         self.timeout = timeout
         self.providers = tuple(p for p in providers if p in self.urls)
-        self._opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), _NoRedirectHandler()
-        )
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
 
     def __call__(self) -> CloudLocation | None:
         """The first region found (in ``aws``, ``gcp``, ``azure`` order), or ``None``."""
@@ -221,19 +219,6 @@ class CloudMetadataClient:
         )
         region = text.lower()
         return region if _REGION_RE.fullmatch(region) else None
-
-
-class _NoRedirectHandler(urllib.request.HTTPRedirectHandler):
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: object,
-        code: int,
-        msg: str,
-        headers: object,
-        newurl: str,
-    ) -> None:
-        return None
 
 
 def how_to_set_location() -> str:

@@ -79,8 +79,9 @@ class _Secret:
         return self._value
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Refuse redirects: a redirect would carry the auth header to another host."""
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: a redirect would carry an auth header (or a metadata request) to
+    another host. Used by the live providers and the cloud-metadata lookup."""
 
     def redirect_request(
         self,
@@ -166,7 +167,7 @@ class LiveIntensityProvider(ABC):
         self._thread: threading.Thread | None = None
         self._closed = False
         self._logged_kinds: set[str] = set()
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        self._opener = urllib.request.build_opener(NoRedirect())
 
     # ------------------------------------------------------------------ IntensityProvider
     def current(self) -> CarbonIntensity:
