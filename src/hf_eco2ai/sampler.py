@@ -131,7 +131,12 @@ class Sampler:
         self._thread.start()
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        """Stop the thread and take a final reading, so totals reach the stop time. Idempotent."""
+        """Stop the thread and take a final reading, so totals reach the stop time. Idempotent.
+
+        The sampler thread takes the final reading itself on its way out, so the caller only
+        waits for it once (the reading's file and driver calls stay off the caller's thread);
+        if the thread does not end within ``timeout``, the caller takes it.
+        """
         if self._inherited:
             return
         thread = self._thread
@@ -141,7 +146,8 @@ class Sampler:
         if thread is not threading.current_thread():
             thread.join(timeout)
         self._thread = None
-        self.tick()
+        if thread.is_alive():
+            self.tick()
 
     def _run(self) -> None:
         interval_ns = int(self.interval_s * 1e9)
@@ -149,6 +155,7 @@ class Sampler:
         while True:
             delay = (next_t - self._clock()) / 1e9
             if self._stop.wait(max(0.0, delay)):
+                self.tick()  # the final reading, up to the stop time
                 return
             self.tick()
             now = self._clock()

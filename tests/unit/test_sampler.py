@@ -228,6 +228,31 @@ def test_thread_start_stop_idempotent_and_final_tick() -> None:
     sampler.stop()
 
 
+def test_final_reading_at_stop_is_taken_on_the_sampler_thread() -> None:
+    """Would catch: the final reading's sensor calls (files, NVML) made on the caller's thread
+    at stop, where each one that releases the GIL waits for whatever thread holds it then
+    (the power.png thread at the end of a run); or the final reading skipped."""
+    import threading
+
+    readers: list[str] = []
+
+    class Recording(TraceSensor):
+        def read(self, index: int):  # type: ignore[no-untyped-def]
+            readers.append(threading.current_thread().name)
+            return super().read(index)
+
+    sensor = Recording(FakeClock(), lambda t: 10.0)
+    sampler = Sampler(
+        [sensor], Ledger(sensor.devices, pue=1.0, history_size=100), interval_s=30.0, intensity=CI
+    )
+    sampler.start()  # first reading inline (the run's start needs it), then the thread
+    assert readers == [threading.current_thread().name]
+    sampler.stop()
+    assert readers[-1] == "hf-eco2ai-sampler"
+    assert sampler.ticks == 2
+    assert not sampler.running
+
+
 def test_stop_without_start_is_a_noop() -> None:
     clock = FakeClock()
     sampler = make([TraceSensor(clock, lambda t: 1.0)], clock)
