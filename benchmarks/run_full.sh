@@ -19,6 +19,7 @@ run() {  # name, command...
   shift
   {
     echo "# $name: $*"
+    echo "# commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benchmarks || echo ' + uncommitted changes')"
     echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   } >"$OUT/$name.txt"
   "$@" >>"$OUT/$name.txt"

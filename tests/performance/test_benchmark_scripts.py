@@ -161,3 +161,26 @@ def test_overhead_median_interval_covers_the_median() -> None:
     assert low <= 1.005 <= high
     assert min(values) <= low < high <= max(values)
     assert overhead.median_ci(values) == (low, high)  # fixed seed: reproducible
+
+
+def test_profile_run_names_our_entry_points() -> None:
+    """Would catch: the profile losing track of our entry points (renamed functions), which
+    would leave docs/benchmarks.md's cost breakdown without its source."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "profile_run.py"), "--steps", "64", "--top", "5"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for label in (
+        "set-up: instrument()",
+        "training_step wrapper (per step)",
+        "on_step_end (per step)",
+        "on_train_end",
+        "of which write_run_report",
+        "tear-down: uninstrument()",
+    ):
+        assert f"| {label}" in proc.stdout, label
+    assert "| 64 |" in proc.stdout  # one call per step
