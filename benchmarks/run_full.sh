@@ -4,7 +4,7 @@
 # Takes about 45 minutes on 2 cores (the overhead pairs 35). Run it on a quiet machine (check `uptime` first).
 #
 # Usage: bash benchmarks/run_full.sh [benchmark ...]   (default: all; names: core sampler
-#        scale memory hot-path overhead)
+#        scale memory hot-path overhead profile)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -12,7 +12,7 @@ PY="${PY:-.venv/bin/python}"
 OUT="benchmarks/results"
 mkdir -p "$OUT"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(core sampler scale memory hot-path overhead)
+[ ${#names[@]} -gt 0 ] || names=(core sampler scale memory hot-path overhead profile)
 
 run() {  # name, command...
   local name="$1"
@@ -46,6 +46,7 @@ for name in "${names[@]}"; do
       run overhead-lightning "$PY" benchmarks/overhead.py --frameworks lightning --rounds 8 \
         --json "$OUT/overhead-lightning.json"
       ;;
+    profile) run profile-run "$PY" benchmarks/profile_run.py ;;
     *)
       echo "unknown benchmark: $name" >&2
       exit 2
