@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+import wrapt
 
 from hf_eco2ai import HFEco2AIInstrumentor, monitor
 from hf_eco2ai._state import active_session
@@ -134,6 +135,7 @@ def test_fresh_instrumentor_objects_in_a_loop_unwrap_everything(
         )
         HFEco2AIInstrumentor().uninstrument()
         for name in ("__init__", "train", "evaluate", "training_step", "log"):
-            assert not hasattr(getattr(Trainer, name), "__wrapped__"), name
+            # wrapt's wrappers (transformers 4.x's own decorators also set __wrapped__)
+            assert not isinstance(Trainer.__dict__[name], wrapt.FunctionWrapper), name
     assert active_session() is None
     assert sampler_threads() == []
