@@ -5,8 +5,8 @@ Usage::
     python benchmarks/profile_run.py [--steps 2048] [--top 15]
 
 Runs the tiny BERT of ``examples/train_hf.py`` once under ``HFEco2AIInstrumentor`` with the
-defaults of the overhead benchmark (``country="FR"``, 1 s sampling, run report, SDK providers
-with exporters that drop everything), after a warm-up run, with :mod:`cProfile` enabled on the
+defaults of the overhead benchmark (``country="FR"``, 1 s sampling, run report, an SDK span
+processor feeding ``overhead.py``'s exporter that drops everything), after a warm-up run, with :mod:`cProfile` enabled on the
 main thread only. It prints the time inside each of our entry points — ``instrument()``, the
 Trainer callback events, the instrumentor's wrappers, the end-of-run report, ``uninstrument()``
 — and the functions of ``hf_eco2ai`` that cost the most. cProfile's own overhead inflates
@@ -53,33 +53,19 @@ ENTRY_POINTS = (
 )
 
 
-class _Drop:
-    """A span/metric exporter that drops everything (as in overhead.py)."""
-
-    def export(self, *args: Any, **kwargs: Any) -> Any:
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def force_flush(self, *args: Any, **kwargs: Any) -> bool:
-        return True
-
-
 def one_run(steps: int, out: str, profile: cProfile.Profile | None) -> None:
     """One instrumented run (profiled when ``profile`` is given)."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from overhead import _NullSpanExporter
     from train_hf import make_trainer
 
     from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
     from hf_eco2ai.report import wait_for_png
 
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(_Drop()))  # type: ignore[arg-type]
+    tracer_provider.add_span_processor(BatchSpanProcessor(_NullSpanExporter()))  # type: ignore[arg-type]
     meter_provider = MeterProvider()
     config = CarbonConfig(country="FR", output_dir=str(Path(out) / "runs"))
     inst = HFEco2AIInstrumentor()
@@ -105,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     sys.path.insert(0, str(ROOT / "examples"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
 
     torch.set_num_threads(1)
