@@ -20,9 +20,7 @@ printed); per-run lists grow per epoch/evaluation, never per step.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import sys
 import tempfile
 from collections.abc import Callable
@@ -34,6 +32,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _cli import emit, make_parser
 from core import discover, make_monitor
 
 BUDGET_MB = 20.0
@@ -204,13 +203,10 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="3 simulated hours, 20k steps")
     parser.add_argument("--hours", type=float, default=None, help="simulated hours (default 24)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default 100k)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     ns = parser.parse_args(argv)
     hours = ns.hours or (3.0 if ns.quick else 24.0)
     steps = ns.steps or (20_000 if ns.quick else 100_000)
@@ -219,11 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text, file=sys.stderr, flush=True)
 
     result = run(hours, steps, progress)
-    if ns.json is not None:
-        ns.json.parent.mkdir(parents=True, exist_ok=True)
-        ns.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print_table(result)
-    return 0
+    return emit(result, ns.json, print_table)
 
 
 if __name__ == "__main__":

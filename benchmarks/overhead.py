@@ -67,6 +67,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from _cli import emit, make_parser
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 PEERS_VENV = BENCH_DIR / ".venv-peers"
@@ -773,9 +775,7 @@ def budget_lines(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run (or serve as a worker)."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="CI size: 3 rounds, 256 steps")
     parser.add_argument(
         "--rounds", type=int, default=None, help="interleaved rounds of pairs (default 12)"
@@ -803,7 +803,6 @@ def main(argv: list[str] | None = None) -> int:
         help="metric export interval of the SDK reader in our variants (s)",
     )
     parser.add_argument("--keep", type=Path, default=None, help="keep worker dirs/logs here")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     if ns.worker:
@@ -844,11 +843,7 @@ def main(argv: list[str] | None = None) -> int:
         ns.keep,
         progress,
     )
-    if ns.json is not None:
-        ns.json.parent.mkdir(parents=True, exist_ok=True)
-        ns.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print_table(result, sys.stdout)
-    return 0
+    return emit(result, ns.json, lambda r: print_table(r, sys.stdout))
 
 
 if __name__ == "__main__":

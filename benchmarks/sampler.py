@@ -21,8 +21,6 @@ real NVML calls are ctypes calls into the driver and can cost more (see docs/ben
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -32,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cli import emit, make_parser
 from core import discover, make_monitor
 
 from hf_eco2ai.monitor import EnergyMonitor
@@ -154,22 +153,15 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="5 s per thread, 500 loop ticks")
     parser.add_argument("--duration", type=float, default=None, help="thread run (s; default 30)")
     parser.add_argument("--ticks", type=int, default=None, help="loop ticks (default 2000)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     ns = parser.parse_args(argv)
     duration = ns.duration or (5.0 if ns.quick else 30.0)
     ticks = ns.ticks or (500 if ns.quick else 2000)
     result = run(duration, ticks)
-    if ns.json is not None:
-        ns.json.parent.mkdir(parents=True, exist_ok=True)
-        ns.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print_table(result)
-    return 0
+    return emit(result, ns.json, print_table)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ is a fixed ring; finished spans wait in the SDK's ``BatchSpanProcessor`` queue, 
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import logging
 import statistics
 import sys
@@ -38,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cli import emit, make_parser
 from core import discover, make_monitor
 from overhead import _NullSpanExporter
 
@@ -220,20 +219,13 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = make_parser(__doc__)
     parser.add_argument(
         "--quick", action="store_true", help="fewer loops; run length up to 20k steps"
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     ns = parser.parse_args(argv)
     result = run(ns.quick)
-    if ns.json is not None:
-        ns.json.parent.mkdir(parents=True, exist_ok=True)
-        ns.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print_table(result)
-    return 0
+    return emit(result, ns.json, print_table)
 
 
 if __name__ == "__main__":

@@ -737,19 +737,8 @@ class _SummaryLogger:
         return self.bridge.call(log, timeout_s)
 
 
-class MLflowRunSummaryProcessor(SpanProcessor):
-    """Span processor: at the end of each run span, its totals go to the MLflow run.
-
-    ``on_end`` runs in the training thread, so ``mlflow.active_run()`` there is the run the
-    training script (or the Trainer's ``MLflowCallback``) started. It waits at most
-    ``timeout_s`` for MLflow; a failure is logged once, never raised.
-
-    Example:
-        >>> from opentelemetry.sdk.trace import TracerProvider
-        >>> provider = TracerProvider()
-        >>> provider.add_span_processor(MLflowRunSummaryProcessor(tracking_uri="sqlite:///m.db"))
-        >>> provider.shutdown()
-    """
+class _RunSummarySink:
+    """What the run-summary processor and exporter share: the bridge to MLflow and its logger."""
 
     def __init__(
         self,
@@ -766,8 +755,23 @@ class MLflowRunSummaryProcessor(SpanProcessor):
 
     @property
     def created_run_id(self) -> str | None:
-        """The run this processor created (None when it logged to a given or active run)."""
+        """The run this processor or exporter created (None when it logged to a given or active run)."""
         return self._bridge.runs.created_run_id
+
+
+class MLflowRunSummaryProcessor(_RunSummarySink, SpanProcessor):
+    """Span processor: at the end of each run span, its totals go to the MLflow run.
+
+    ``on_end`` runs in the training thread, so ``mlflow.active_run()`` there is the run the
+    training script (or the Trainer's ``MLflowCallback``) started. It waits at most
+    ``timeout_s`` for MLflow; a failure is logged once, never raised.
+
+    Example:
+        >>> from opentelemetry.sdk.trace import TracerProvider
+        >>> provider = TracerProvider()
+        >>> provider.add_span_processor(MLflowRunSummaryProcessor(tracking_uri="sqlite:///m.db"))
+        >>> provider.shutdown()
+    """
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do when a span starts."""
@@ -791,31 +795,13 @@ class MLflowRunSummaryProcessor(SpanProcessor):
         return True
 
 
-class MLflowSpanExporter(SpanExporter):
+class MLflowSpanExporter(_RunSummarySink, SpanExporter):
     """Span exporter (``--traces_exporter mlflow``): run spans' totals to the MLflow run.
 
     The SDK runs it behind a ``BatchSpanProcessor``, on another thread: the active run is found
     with :func:`active_mlflow_run_id`. Spans other than run spans are dropped (they are not
     MLflow data); keep an ``otlp`` traces exporter next to it for Jaeger.
     """
-
-    def __init__(
-        self,
-        tracking_uri: str | None = None,
-        experiment_name: str | None = None,
-        run_id: str | None = None,
-        run_name: str | None = None,
-        timeout_s: float | None = None,
-    ) -> None:
-        self._bridge = _Bridge(
-            "run summary", tracking_uri, experiment_name, run_id, run_name, timeout_s
-        )
-        self._logger = _SummaryLogger(self._bridge)
-
-    @property
-    def created_run_id(self) -> str | None:
-        """The run this exporter created (None when it logged to a given or active run)."""
-        return self._bridge.runs.created_run_id
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Log every run span of the batch; ``FAILURE`` (never an exception) on error."""
