@@ -7,7 +7,7 @@ Usage: ``python benchmarks/scale.py [--quick] [--json FILE]``
 * ``tick``: CPU µs of one ``sampler.tick()`` (reads every device, builds the snapshot);
 * ``snapshot``: ns of ``monitor.snapshot()`` (what every span boundary reads);
 * ``window``: µs of ``measure_window`` (the energy difference a span computes at its end);
-* ``step``: µs of one optimizer step of the span layer (``RunTelemetry.step``), step spans off;
+* ``step``: µs of one optimizer step of the span layer (``Run.step``), step spans off;
 * ``step span``: µs of one step with a step span (open + close, energy attributes).
 
 The slope (µs per extra device) comes from a least-squares fit. Expected: tick and span
@@ -43,7 +43,7 @@ from overhead import _NullSpanExporter
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.monitor import EnergyMonitor
 from hf_eco2ai.telemetry.session import TelemetrySession
-from hf_eco2ai.telemetry.spans import RunTelemetry
+from hf_eco2ai.run import Run
 from hf_eco2ai.windows import measure_window
 
 GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64)
@@ -56,7 +56,7 @@ def _best_us(fn: Any, number: int, repeat: int = 5) -> float:
     return statistics.median(t / number for t in times) * 1e6
 
 
-def _run(monitor: EnergyMonitor, step_span_every: int) -> tuple[RunTelemetry, Any]:
+def _run(monitor: EnergyMonitor, step_span_every: int) -> tuple[Run, Any]:
     """A run of the span layer on ``monitor`` with SDK providers (dropping exporter)."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
@@ -68,8 +68,8 @@ def _run(monitor: EnergyMonitor, step_span_every: int) -> tuple[RunTelemetry, An
     session = TelemetrySession(
         config, tracer_provider=tp, meter_provider=MeterProvider(), monitor=monitor
     )
-    run = RunTelemetry(session, "transformers", "transformers.trainer")
-    run.begin_run({})
+    run = Run(session, "transformers", "transformers.trainer")
+    run.begin({})
     return run, tp
 
 
@@ -101,13 +101,13 @@ def devices_row(gpus: int, tmp: Path, quick: bool) -> dict[str, Any]:
         run, tp = _run(monitor, every)
         counter = iter(range(1, 10**9))
 
-        def one(run: RunTelemetry = run, counter: Any = counter) -> None:
+        def one(run: Run = run, counter: Any = counter) -> None:
             k = next(counter)
             run.begin_step(k)
             run.step(k, 8, 256)
 
         out[key] = _best_us(one, 20_000 if every == 0 else 2_000)
-        run.end_run({})
+        run.finish({})
         run.session.close()
         tp.shutdown()
     monitor.close()
@@ -164,7 +164,7 @@ def length_rows(decades: list[int], tmp: Path) -> list[dict[str, Any]]:
                         }
                     )
                 start_decade = end
-            run.end_run({})
+            run.finish({})
             run.session.close()
             tp.shutdown()
             monitor.close()

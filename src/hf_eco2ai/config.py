@@ -237,9 +237,13 @@ class CarbonConfig:
         default=0.375,
         metadata=_meta("RAM model: watts per GB of memory in use.", "0 to 10"),
     )
-    output_dir: str = field(
-        default="hf-eco2ai-runs",
-        metadata=_meta("Directory for run reports.", "a path"),
+    output_dir: str | None = field(
+        default=None,
+        metadata=_meta(
+            "Directory for run reports (default: <Trainer output_dir>/hf-eco2ai, Lightning's"
+            " <default_root_dir>/hf-eco2ai, else ./hf-eco2ai-runs).",
+            "a path",
+        ),
     )
     step_span_every: int = field(
         default=0,
@@ -284,7 +288,7 @@ class CarbonConfig:
         metadata=_meta("Free text written to reports (eco2ai's experiment_description).", "text"),
     )
     handle_sigterm: bool = field(
-        default=True,
+        default=False,
         metadata=_meta(
             "On SIGTERM (when no other handler is installed), end the open run's spans, write its"
             " report and flush telemetry, then die of SIGTERM as before (instrumentor only).",
@@ -340,8 +344,8 @@ class CarbonConfig:
             "ram_power_per_gb",
             float(_number("ram_power_per_gb", self.ram_power_per_gb, 0, 10)),
         )
-        set_(self, "output_dir", _nonempty_str("output_dir", self.output_dir, optional=False))
-        if "\x00" in self.output_dir:  # would only fail when the report is written, at the end
+        set_(self, "output_dir", _nonempty_str("output_dir", self.output_dir, optional=True))
+        if self.output_dir is not None and "\x00" in self.output_dir:  # would only fail when the report is written, at the end
             raise ConfigError("output_dir", self.output_dir, "a path (no NUL character)")
         set_(
             self,

@@ -5,18 +5,25 @@ entry point; ``HFEco2AIInstrumentor().instrument()`` does the same in code. Whil
 
 * one sampler thread measures this process's devices (sensors → sampler → ledger);
 * the ``hw.*`` and ``hf_eco2ai.*`` instruments report from the latest snapshot;
-* every ``transformers.Trainer`` gets an :class:`~hf_eco2ai.Eco2AICallback` (exactly once),
-  ``Trainer.train`` ends its spans with status ERROR when it raises, ``Trainer.evaluate`` is a
-  span, and ``Trainer.log`` records gain ``hf_eco2ai/*`` entries;
+* every ``transformers.Trainer`` is measured from its ``train()`` (also a Trainer built before
+  ``instrument()``): a callback of ours is attached to the Trainer's callback handler and called
+  before the Trainer's own callbacks — it is not added to ``trainer.callback_handler.callbacks``,
+  so the user's callback list is exactly what the user made it. A Trainer with an explicit
+  :class:`~hf_eco2ai.Eco2AICallback` is measured by that callback, with its settings.
+  ``Trainer.train`` ends its run with status ERROR when it raises; ``evaluate()`` and
+  ``predict()`` are evaluation spans inside training and runs of their own outside it;
+  ``Trainer.log`` records gain ``hf_eco2ai/*`` entries;
 * every Lightning ``Trainer`` (``lightning.pytorch`` and ``pytorch_lightning``) gets an
   :class:`~hf_eco2ai.lightning.Eco2AILightningCallback` through Lightning's
-  ``callbacks_factory`` entry points (no patch; the factories return ``[]`` when not
-  instrumented);
+  ``callbacks_factory`` entry points (Lightning's documented plugin mechanism; the factories
+  return ``[]`` when not instrumented);
 * the sampler measures host CPU/RAM only on local rank 0 (:mod:`hf_eco2ai.distributed`), and
-  spans and data points carry the rank identity.
+  spans and data points carry the rank identity;
+* no signal handler is installed unless ``handle_sigterm=True``.
 
-``uninstrument()`` unwraps every patch, stops the sampler, and the instruments' callbacks then
-yield nothing. Importing ``hf_eco2ai`` does none of this.
+``uninstrument()`` unwraps every patch, ends runs still open (status ``interrupted``, their
+window ending there), stops the sampler, and the instruments' callbacks then yield nothing.
+Trainers built while instrumented stop measuring too. Importing ``hf_eco2ai`` does none of this.
 
 Example:
     >>> from hf_eco2ai import HFEco2AIInstrumentor
@@ -27,9 +34,9 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import logging
 import sys
+import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -38,16 +45,13 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from hf_eco2ai._lifecycle import SigtermHandler, flush_providers
 from hf_eco2ai._state import active_session, set_active_session
 from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.run import InstrumentationRemoved, open_runs
+from hf_eco2ai.run.sigterm import SigtermHandler, flush_providers
 from hf_eco2ai.telemetry.session import TelemetrySession
 
 _LOG = logging.getLogger(__name__)
-
-_instruments_any = ("transformers >= 4.40", "lightning >= 2.1", "pytorch-lightning >= 2.1")
-
-_TRAINER_METHODS = ("__init__", "train", "evaluate", "training_step", "log")
 
 
 def _installed(module: str) -> bool:
@@ -123,8 +127,17 @@ class HFEco2AIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._patched.clear()
         session = active_session()
         set_active_session(None)
-        if session is not None:
-            session.close()
+        _ATTACHED.clear()
+        _HIDDEN.clear()
+        if session is None:
+            return
+        for run in open_runs():
+            if run.session is session:
+                try:
+                    run.fail(InstrumentationRemoved("uninstrument() was called during the run"))
+                except Exception:
+                    _LOG.warning("hf-eco2ai: could not end a run at uninstrument", exc_info=True)
+        session.close()
 
     # ------------------------------------------------------------------ transformers
     def _wrap(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
@@ -133,105 +146,90 @@ class HFEco2AIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _patch_transformers(self) -> None:
         from transformers import Trainer
+        from transformers.trainer_callback import CallbackHandler
 
-        init_signature = inspect.signature(Trainer.__init__)
-        self._wrap(Trainer, "__init__", _trainer_init_wrapper(init_signature))
         self._wrap(Trainer, "train", _trainer_train_wrapper)
-        self._wrap(Trainer, "evaluate", _trainer_evaluate_wrapper)
+        self._wrap(Trainer, "evaluate", _evaluation_wrapper("evaluate"))
+        self._wrap(Trainer, "predict", _evaluation_wrapper("predict"))
         self._wrap(Trainer, "training_step", _trainer_training_step_wrapper)
         self._wrap(Trainer, "log", _trainer_log_wrapper)
+        self._wrap(CallbackHandler, "call_event", _call_event_wrapper)
 
 
-_CALLBACK_ATTR = "_hf_eco2ai_callback"
+# Trainer -> the callback that measures it (the user's explicit one, or ours), and the callback
+# handler -> our attached callback. Weak: a Trainer's measurement goes away with the Trainer.
+_ATTACHED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_HIDDEN: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
-def _find_callback(trainer: Any) -> Any:
-    cb = getattr(trainer, _CALLBACK_ATTR, None)
-    if cb is not None:
-        return cb
+def _callback_for(trainer: Any) -> Any:
+    """The callback measuring ``trainer``: the user's explicit one, else ours (attached once)."""
     from hf_eco2ai.integrations.transformers import Eco2AICallback
 
     handler = getattr(trainer, "callback_handler", None)
+    cb = _ATTACHED.get(trainer)
+    if cb is not None and (_HIDDEN.get(handler) is cb or cb in getattr(handler, "callbacks", ())):
+        return cb
     for candidate in getattr(handler, "callbacks", ()):
         if isinstance(candidate, Eco2AICallback):
+            _ATTACHED[trainer] = candidate
             return candidate
-    return None
-
-
-def _trainer_init_wrapper(signature: inspect.Signature) -> Callable[..., Any]:
-    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        from hf_eco2ai.integrations.transformers import Eco2AICallback
-
-        session = active_session()
-        if session is None:
-            return wrapped(*args, **kwargs)
-        try:
-            bound = signature.bind(instance, *args, **kwargs)
-            callbacks = list(bound.arguments.get("callbacks") or [])
-            explicit = any(
-                isinstance(cb, Eco2AICallback)
-                or (isinstance(cb, type) and issubclass(cb, Eco2AICallback))
-                for cb in callbacks
-            )
-            if not explicit:
-                callbacks.append(Eco2AICallback(session.config))
-                bound.arguments["callbacks"] = callbacks
-                args, kwargs = bound.args[1:], bound.kwargs
-        except Exception:
-            _LOG.warning("hf-eco2ai: could not inject Eco2AICallback", exc_info=True)
-        result = wrapped(*args, **kwargs)
-        try:
-            handler = instance.callback_handler
-            ours = [cb for cb in handler.callbacks if isinstance(cb, Eco2AICallback)]
-            if ours:
-                # first in line, so report_to integrations see the hf_eco2ai/* log entries
-                handler.callbacks.remove(ours[0])
-                handler.callbacks.insert(0, ours[0])
-                setattr(instance, _CALLBACK_ATTR, ours[0])
-        except Exception:
-            _LOG.debug("hf-eco2ai: could not reorder callbacks", exc_info=True)
-        return result
-
-    return wrapper
+    session = active_session()
+    if session is None or handler is None:
+        return None
+    cb = Eco2AICallback(session.config)
+    cb.injected = True
+    _ATTACHED[trainer] = cb
+    _HIDDEN[handler] = cb
+    return cb
 
 
 def _trainer_train_wrapper(
     wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
 ) -> Any:
     try:
-        return wrapped(*args, **kwargs)
-    except BaseException as exc:
-        cb = _find_callback(instance)
-        if cb is not None:
-            cb.fail(exc, getattr(instance, "state", None))
-        raise
-
-
-def _trainer_evaluate_wrapper(
-    wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
-) -> Any:
-    cb = _find_callback(instance)
-    opened = False
-    if cb is not None:
-        try:
-            opened = cb.begin_evaluate()
-        except Exception:
-            _LOG.debug("hf-eco2ai: could not open an evaluation span", exc_info=True)
+        cb = _callback_for(instance)
+    except Exception:
+        _LOG.warning("hf-eco2ai: could not attach to the Trainer", exc_info=True)
+        cb = None
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
-        if opened:
-            cb.end_evaluate(exc)
+        if cb is not None:
+            cb.fail(exc, getattr(instance, "state", None))
         raise
-    if opened:
-        cb.end_evaluate()
+    if cb is not None:
+        cb.left_training(getattr(instance, "state", None))
     return result
+
+
+def _evaluation_wrapper(kind: str) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        cb: Any = None
+        opened = False
+        try:
+            cb = _callback_for(instance)
+            if cb is not None:
+                opened = cb.begin_evaluate(instance, kind)
+        except Exception:
+            _LOG.debug("hf-eco2ai: could not open an evaluation span", exc_info=True)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            if opened:
+                cb.end_evaluate(exc)
+            raise
+        if opened:
+            cb.end_evaluate()
+        return result
+
+    return wrapper
 
 
 def _trainer_training_step_wrapper(
     wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
 ) -> Any:
-    cb = getattr(instance, _CALLBACK_ATTR, None)
+    cb = _ATTACHED.get(instance)
     if cb is not None:
         inputs = args[1] if len(args) > 1 else kwargs.get("inputs")
         cb.count_batch(inputs)
@@ -239,11 +237,43 @@ def _trainer_training_step_wrapper(
 
 
 def _trainer_log_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-    cb = getattr(instance, _CALLBACK_ATTR, None)
+    cb = _ATTACHED.get(instance)
     logs = args[0] if args else kwargs.get("logs")
     if cb is not None and isinstance(logs, dict):
         try:
             logs.update(cb.log_entries())
         except Exception:
             _LOG.debug("hf-eco2ai: could not add log entries", exc_info=True)
+    return wrapped(*args, **kwargs)
+
+
+_DISPATCHED = frozenset(
+    {
+        "on_train_begin",
+        "on_train_end",
+        "on_epoch_begin",
+        "on_epoch_end",
+        "on_step_begin",
+        "on_step_end",
+        "on_prediction_step",
+        "on_evaluate",
+        "on_log",
+    }
+)
+"""The events our callback acts on (the others are not dispatched to it at all)."""
+
+_dispatch_failed = False
+
+
+def _call_event_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    cb = _HIDDEN.get(instance)
+    if cb is not None and args and args[0] in _DISPATCHED:
+        try:
+            event, rest = args[0], args[1:]
+            getattr(cb, event)(*rest, model=getattr(instance, "model", None), **kwargs)
+        except Exception:
+            global _dispatch_failed
+            if not _dispatch_failed:
+                _dispatch_failed = True
+                _LOG.warning("hf-eco2ai: a Trainer event failed in hf-eco2ai", exc_info=True)
     return wrapped(*args, **kwargs)

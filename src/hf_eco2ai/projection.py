@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from opentelemetry.util.types import AttributeValue
+
 _LOG = logging.getLogger("hf_eco2ai")
 
 MIN_PROGRESS = 0.01
@@ -55,6 +57,42 @@ class Projector:
     def has_budget(self) -> bool:
         """True when any budget is set."""
         return self.co2_budget is not None or self.energy_budget is not None
+
+    def attributes(self) -> dict[str, AttributeValue]:
+        """The run span's projection and budget attributes (``hf_eco2ai.projected.*``,
+        ``hf_eco2ai.budget.*``).
+
+        >>> Projector(co2_budget=5.0, energy_budget=None, action="warn").attributes()[
+        ...     "hf_eco2ai.budget.co2.grams"]
+        5.0
+        """
+        attrs: dict[str, AttributeValue] = {}
+        latest = self.latest
+        if latest is not None:
+            attrs["hf_eco2ai.projected.energy.joules"] = latest.energy_j
+            attrs["hf_eco2ai.projected.emissions.grams"] = latest.emissions_g
+            attrs["hf_eco2ai.projected.progress"] = latest.progress
+        if self.has_budget:
+            attrs["hf_eco2ai.budget.action"] = self.action
+            attrs["hf_eco2ai.budget.projected_over"] = self.projected_over
+            attrs["hf_eco2ai.budget.exceeded"] = self.exceeded
+            attrs["hf_eco2ai.budget.stopped"] = self.should_stop
+            if self.co2_budget is not None:
+                attrs["hf_eco2ai.budget.co2.grams"] = self.co2_budget
+            if self.energy_budget is not None:
+                attrs["hf_eco2ai.budget.energy.joules"] = self.energy_budget
+        return attrs
+
+    def budget(self) -> dict[str, object]:
+        """The budget facts of a run report."""
+        return {
+            "co2_budget_g": self.co2_budget,
+            "energy_budget_j": self.energy_budget,
+            "action": self.action,
+            "projected_over": self.projected_over,
+            "exceeded": self.exceeded,
+            "stopped": self.should_stop,
+        }
 
     def update(self, progress: float, energy_j: float, emissions_g: float) -> Projection | None:
         """Project from ``progress`` (0..1) and the totals so far; check the budgets."""

@@ -19,9 +19,10 @@ from train_hf import make_trainer
 from transformers import TrainerCallback
 
 from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor, monitor
-from hf_eco2ai._lifecycle import SigtermHandler, end_open_runs, open_runs
+from hf_eco2ai.run import Run, end_open_runs, open_runs
+from hf_eco2ai.run.registry import _end_open_runs_at_exit
+from hf_eco2ai.run.sigterm import SigtermHandler
 from hf_eco2ai.sampler import _LIVE
-from hf_eco2ai.telemetry.spans import RunTelemetry
 from tests.reliability.conftest import (
     REPO,
     RUN,
@@ -82,30 +83,29 @@ def test_exception_inside_training_writes_the_report_and_ends_spans(
     assert len(rows) == 2  # header + this run
 
 
-def test_explicit_callback_run_left_open_is_ended_at_exit(
-    fake_devices: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_explicit_callback_run_left_open_is_ended_at_exit(fake_devices: None) -> None:
     """An explicit ``Eco2AICallback`` without the instrumentor never hears of an exception in
     training (TrainerCallback has no such hook). Would catch: that run's spans never ending
-    and its report never being written (the at-exit hook ends it with status error), or its
-    power.png left to a thread the exiting interpreter would not wait for."""
-    from hf_eco2ai import _lifecycle
-
-    monkeypatch.setattr(_lifecycle, "_exiting", False)
+    and its report never being written (the at-exit hook ends it with status error, at its
+    last training event), or its power.png left to a thread the exiting interpreter would not
+    wait for."""
     callback = Eco2AICallback(CarbonConfig(sample_interval=0.05, output_dir="runs"))
     trainer = make_trainer(
         "e", train_size=64, eval_size=8, callbacks=[callback, RaiseAt(2, Boom())]
     )
     with pytest.raises(Boom):
         trainer.train()
+    left_at = time.time()
     assert [r is callback.run for r in open_runs()] == [True]
     assert reports("runs") == []
-    from hf_eco2ai._lifecycle import _end_open_runs_at_exit
-
+    time.sleep(0.2)  # the time until exit is not the run's
     _end_open_runs_at_exit()  # what atexit runs at interpreter exit
     report = one_report("runs")
     assert report["run"]["status"] == "error"
     assert report["run"]["error_type"] == "RunNotEnded"
+    from datetime import datetime
+
+    assert datetime.fromisoformat(report["run"]["end"]).timestamp() <= left_at
     assert (Path("runs") / report["run"]["id"] / "power.png").exists()  # drawn inline
     assert open_runs() == []
 
@@ -114,14 +114,16 @@ def test_sigterm_handler_is_installed_only_over_the_default_action(
     fake_devices: None, telemetry: Telemetry
 ) -> None:
     """Would catch: replacing a handler the program (or a framework) installed, keeping ours
-    after uninstrument(), or installing one although ``handle_sigterm=False``."""
+    after uninstrument(), or installing one although ``handle_sigterm=False`` (the default)."""
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    with instrumented(telemetry, fast_config()):
+    with instrumented(telemetry, fast_config(handle_sigterm=True)):
         installed = signal.getsignal(signal.SIGTERM)
         assert installed is not signal.SIG_DFL
         assert getattr(installed, "__self__", None).__class__ is SigtermHandler
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     with instrumented(telemetry, fast_config(handle_sigterm=False)):
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with instrumented(telemetry, fast_config()):  # the default: no process-wide handler
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
     def mine(signum: int, frame: Any) -> None:  # pragma: no cover - never called
@@ -130,7 +132,7 @@ def test_sigterm_handler_is_installed_only_over_the_default_action(
     for theirs in (mine, signal.SIG_IGN):
         previous = signal.signal(signal.SIGTERM, theirs)
         try:
-            with instrumented(telemetry, fast_config()):
+            with instrumented(telemetry, fast_config(handle_sigterm=True)):
                 assert signal.getsignal(signal.SIGTERM) is theirs
             assert signal.getsignal(signal.SIGTERM) is theirs
         finally:
@@ -143,7 +145,7 @@ def test_sigterm_handler_chained_by_another_handler_does_nothing(
     """Lightning's SIGTERM handler calls the handler it found installed (ours) and then lets
     training stop gracefully. Would catch: ours ending the run and killing the process from
     inside someone else's handler."""
-    with instrumented(telemetry, fast_config()):
+    with instrumented(telemetry, fast_config(handle_sigterm=True)):
         ours = signal.getsignal(signal.SIGTERM)
         calls = []
 
@@ -227,14 +229,14 @@ def test_sigterm_ends_spans_writes_report_and_still_dies_of_sigterm(tmp_path: Pa
     """Python's default SIGTERM action kills at once: no ``finally``, no ``atexit``, so the run's
     spans and report were lost. Would catch: that loss (no report, no exported run span), and a
     handler that changes how the process ends (it must still die of SIGTERM)."""
-    code, stderr, spans = _terminate_mid_run(tmp_path)
+    code, stderr, spans = _terminate_mid_run(tmp_path, OTEL_PYTHON_HF_ECO2AI_HANDLE_SIGTERM="true")
     assert code == -signal.SIGTERM, stderr[-3000:]
     report = one_report(tmp_path / "runs")
     assert report["run"]["status"] == "interrupted", report["run"]
     assert report["run"]["error_type"] == "Terminated"
     assert report["efficiency"]["samples"] > 0
     assert_energy_is_power_times_duration(report)
-    # drawn on a background thread, waited for before the process dies
+    # drawn before the process dies
     assert (tmp_path / "runs" / report["run"]["id"] / "power.png").stat().st_size > 10_000
     runs = [s for s in spans if s["name"] == RUN]
     assert len(runs) == 1, [s["name"] for s in spans]
@@ -245,10 +247,10 @@ def test_sigterm_ends_spans_writes_report_and_still_dies_of_sigterm(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_sigterm_handling_can_be_turned_off(tmp_path: Path) -> None:
-    """``OTEL_PYTHON_HF_ECO2AI_HANDLE_SIGTERM=false`` keeps Python's default: killed at once.
-    Would catch: the opt-out being ignored."""
-    code, stderr, spans = _terminate_mid_run(tmp_path, OTEL_PYTHON_HF_ECO2AI_HANDLE_SIGTERM="false")
+def test_sigterm_handling_is_off_by_default(tmp_path: Path) -> None:
+    """By default no handler is installed: Python's default SIGTERM action, killed at once.
+    Would catch: a process-wide handler installed without being asked for."""
+    code, stderr, spans = _terminate_mid_run(tmp_path)
     assert code == -signal.SIGTERM, stderr[-3000:]
     assert reports(tmp_path / "runs") == []
     assert spans == []
@@ -346,8 +348,8 @@ def test_fork_storm_while_sampling_never_deadlocks(
         session = HFEco2AIInstrumentor().session
         assert session is not None
         shared = session.monitor
-        run = RunTelemetry(session, "transformers", "transformers.trainer")
-        run.begin_run({})
+        run = Run(session, "transformers", "transformers.trainer", config=fast_config())
+        run.begin({})
         children = []
         for k in range(20):
             time.sleep(0.003 * (k % 7))
@@ -380,5 +382,5 @@ def test_fork_storm_while_sampling_never_deadlocks(
                 time.sleep(0.01)
         assert codes == [0] * 20
         assert run.running  # the parent's run is untouched
-        run.end_run({})
+        run.finish({})
     assert len(reports("runs")) == 1

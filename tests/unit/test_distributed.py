@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch.distributed as dist
-from opentelemetry.metrics import NoOpMeterProvider, Observation
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -27,22 +27,18 @@ from hf_eco2ai import CarbonConfig
 from hf_eco2ai import monitor as monitor_module
 from hf_eco2ai.distributed import (
     IDENTITY_ATTRIBUTES,
-    IdentityMeter,
-    IdentityTracer,
     JobAccounting,
     JobTotals,
     RankContribution,
     RankInfo,
     default_store,
     distributed_resource,
-    finish_job,
     host_name,
     rank_info,
-    resource_has_identity,
     warn_if_host_measured_off_rank_zero,
 )
-from hf_eco2ai.telemetry.session import TelemetrySession
-from hf_eco2ai.telemetry.spans import RunTelemetry
+from hf_eco2ai.run import Run
+from hf_eco2ai.telemetry.session import TelemetrySession, resource_has_identity
 from tests.conftest import fake_monitor
 
 # --------------------------------------------------------------------------- rank facts
@@ -186,65 +182,28 @@ def test_no_store_without_process_group() -> None:
     assert rank_info({"rank": 1, "world_size": 2}, environ={}).source == "framework"
 
 
-# --------------------------------------------------------------------------- identity wrappers
+# --------------------------------------------------------------------------- identity
 
 
 def _identity() -> dict[str, Any]:
     return RankInfo(1, 1, 2, 2, "node-x").attributes()
 
 
-def test_identity_tracer_adds_attributes_explicit_wins() -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = IdentityTracer(provider.get_tracer("t"), _identity)
-    tracer.start_span("a", attributes={"hf_eco2ai.rank": 9, "x": 1}).end()
-    with tracer.start_as_current_span("b") as span:
-        assert span.is_recording()
-    a, b = exporter.get_finished_spans()
-    assert a.attributes["hf_eco2ai.rank"] == 9 and a.attributes["x"] == 1
-    assert a.attributes["host.name"] == "node-x"
-    assert b.attributes["hf_eco2ai.local_rank"] == 1
+def test_metrics_merge_identity_into_observations_own_attributes_win() -> None:
+    from hf_eco2ai.telemetry.metrics import EnergyMetrics, TrainingCounters
 
-
-def test_identity_meter_adds_attributes_to_observations() -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    meter = IdentityMeter(provider.get_meter("m"), _identity)
-
-    def cb(options: Any) -> list[Observation]:
-        return [Observation(2.0, {"hw.type": "gpu"}), Observation(1.0)]
-
-    meter.create_observable_counter("c", [cb], "J")
-    meter.create_observable_gauge("g", [cb], "W")
-    meter.create_observable_up_down_counter("u", [cb], "By")
-    meter.create_observable_gauge("none")  # no callbacks
-    meter.create_counter("sync").add(1, {"k": "v"})
-    meter.create_up_down_counter("ud").add(1)
-    meter.create_histogram("h").record(1.0)
-    meter.create_gauge("sg").set(1.0)
+    counters = TrainingCounters("demo")
+    counters.add(2, 16, 0)
+    EnergyMetrics(provider.get_meter("m"), lambda: None, lambda: [counters], _identity)
     data = reader.get_metrics_data()
     got = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
-    for name in ("c", "g", "u"):
-        points = got[name].data.data_points
-        assert len(points) == 2
-        for p in points:
-            assert p.attributes["hf_eco2ai.rank"] == 1
-            assert p.attributes["host.name"] == "node-x"
-    assert dict(got["sync"].data.data_points[0].attributes) == {"k": "v"}  # pass-through
-    assert {"ud", "h", "sg"} <= set(got)
-
-
-def test_identity_meter_passes_generator_callbacks_through() -> None:
-    from opentelemetry.metrics import NoOpMeter
-
-    meter = IdentityMeter(NoOpMeter("x"), _identity)
-
-    def gen() -> Iterator[list[Observation]]:
-        yield []
-
-    g = gen()
-    assert meter.wrap_callback(g) is g
+    (point,) = got["hf_eco2ai.training.steps"].data.data_points
+    assert point.value == 2
+    assert point.attributes["hf_eco2ai.rank"] == 1
+    assert point.attributes["host.name"] == "node-x"
+    assert point.attributes["hf_eco2ai.framework"] == "demo"
 
 
 def test_resource_helper_and_detection(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -308,23 +267,29 @@ def test_session_identity_on_spans_unless_resource_has_it(recorder: Recorder) ->
     plain.add_span_processor(SimpleSpanProcessor(exporter))
     rank = RankInfo(0, 0, 2, 2, "node-a")
     session = TelemetrySession(CarbonConfig(), tracer_provider=plain, rank=rank)
+    config = CarbonConfig(write_report=False)
     try:
-        assert isinstance(session.tracer, IdentityTracer)
-        session.tracer.start_span("before").end()
-        session.set_rank(RankInfo(1, 0, 2, 2, "node-a"))
-        session.tracer.start_span("after").end()
+        for new_rank in (None, RankInfo(1, 0, 2, 2, "node-a")):
+            if new_rank is not None:
+                session.set_rank(new_rank)
+            run = Run(session, "demo", "demo", config=config)
+            run.begin({"x": 1}, name="before" if new_rank is None else "after")
+            run.finish({})
     finally:
         session.close()
     before, after = exporter.get_finished_spans()
     assert before.attributes["hf_eco2ai.rank"] == 0
+    assert before.attributes["host.name"] == "node-a" and before.attributes["x"] == 1
     assert after.attributes["hf_eco2ai.rank"] == 1
     with_resource = TracerProvider(resource=distributed_resource(rank))
     meters = MeterProvider(resource=distributed_resource(rank))
     session = TelemetrySession(
         CarbonConfig(), tracer_provider=with_resource, meter_provider=meters, rank=rank
     )
-    session.close()
-    assert not isinstance(session.tracer, IdentityTracer)
+    try:
+        assert session.span_identity() == {}
+    finally:
+        session.close()
 
 
 def test_host_devices_on_nonzero_local_rank_warn_once(
@@ -498,19 +463,21 @@ def test_broken_store_cleanup_is_contained() -> None:
     assert totals is not None and totals.ranks == (0,)
 
 
-# --------------------------------------------------------------------------- finish_job
+# --------------------------------------------------------------------------- job totals of a run
 
 
 @pytest.fixture
-def run(recorder: Recorder) -> Iterator[tuple[RunTelemetry, InMemorySpanExporter]]:
+def run(recorder: Recorder) -> Iterator[tuple[Run, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     session = TelemetrySession(
         CarbonConfig(sample_interval=0.05), tracer_provider=provider, rank=RankInfo(0, 0, 2, 2, "h")
     )
-    telemetry = RunTelemetry(session, "lightning", "lightning.trainer")
-    telemetry.begin_run({}, name="lightning.trainer.fit")
+    telemetry = Run(
+        session, "lightning", "lightning.trainer", config=CarbonConfig(write_report=False)
+    )
+    telemetry.begin({}, name="lightning.trainer.fit")
     telemetry.step(1, 8, 0)
     try:
         yield telemetry, exporter
@@ -519,7 +486,7 @@ def run(recorder: Recorder) -> Iterator[tuple[RunTelemetry, InMemorySpanExporter
 
 
 def test_finish_job_puts_totals_on_rank_zero_run_span(
-    run: tuple[RunTelemetry, InMemorySpanExporter], caplog: pytest.LogCaptureFixture
+    run: tuple[Run, InMemorySpanExporter], caplog: pytest.LogCaptureFixture
 ) -> None:
     telemetry, exporter = run
     store = dist.HashStore()
@@ -527,10 +494,10 @@ def test_finish_job_puts_totals_on_rank_zero_run_span(
     zero.start()
     one.start()
     one.finish(contribution(1, 3.0))
+    telemetry.job = zero
     with caplog.at_level(logging.INFO, logger="hf_eco2ai"):
-        totals = finish_job(zero, telemetry, zero.info, "lightning")
-    window = telemetry.end_run({})
-    assert totals is not None and window is not None
+        window = telemetry.finish({})
+    assert window is not None
     (span,) = exporter.get_finished_spans()
     attrs = span.attributes
     assert attrs["hf_eco2ai.job.ranks"] == 2
@@ -541,27 +508,27 @@ def test_finish_job_puts_totals_on_rank_zero_run_span(
 
 
 def test_finish_job_on_other_ranks_and_without_job(
-    run: tuple[RunTelemetry, InMemorySpanExporter],
+    run: tuple[Run, InMemorySpanExporter],
 ) -> None:
     telemetry, _ = run
     store = dist.HashStore()
     _, one = _jobs(2, store, "fj2")
-    assert finish_job(None, telemetry, one.info, "x") is None
-    assert finish_job(one, telemetry, one.info, "x") is None
-    assert store.check(["hf_eco2ai/job/fj2/done/1"])
-    telemetry.end_run({})
-    assert finish_job(one, telemetry, one.info, "x") is None  # run no longer open
+    telemetry.job = one
+    (span_attrs,) = [telemetry.finish({})]
+    assert span_attrs is not None
+    assert store.check(["hf_eco2ai/job/fj2/done/1"])  # published; only rank 0 collects
+    assert telemetry.finish({}) is None  # run no longer open
 
 
 def test_finish_job_failure_is_contained(
-    run: tuple[RunTelemetry, InMemorySpanExporter], caplog: pytest.LogCaptureFixture
+    run: tuple[Run, InMemorySpanExporter], caplog: pytest.LogCaptureFixture
 ) -> None:
     telemetry, _ = run
-    job = JobAccounting(RankInfo(1, 1, 2, 2, "h"), BrokenStore(), "x")
+    telemetry.job = JobAccounting(RankInfo(1, 1, 2, 2, "h"), BrokenStore(), "x")
     with caplog.at_level(logging.WARNING, logger="hf_eco2ai"):
-        assert finish_job(job, telemetry, job.info, "x") is None
+        assert telemetry.finish({}) is not None  # the run still ends and reports
     assert any("could not compute job totals" in r.getMessage() for r in caplog.records)
-    assert telemetry.running
+    assert not telemetry.running
 
 
 # --------------------------------------------------------------------------- framework facts

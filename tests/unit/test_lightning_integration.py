@@ -31,6 +31,7 @@ from hf_eco2ai.lightning import (
     pytorch_lightning_callbacks_factory,
     resolve_namespace,
 )
+from hf_eco2ai.run import Run
 from tests.conftest import fake_monitor
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec")
@@ -389,12 +390,12 @@ class _LightningCases(TestBase):  # type: ignore[misc]
             raise OSError("exporter down")
 
         with self.assertLogs("hf_eco2ai", level="WARNING") as logs:
-            original = integration.RunTelemetry.begin_epoch
-            integration.RunTelemetry.begin_epoch = broken  # type: ignore[method-assign]
+            original = Run.begin_epoch
+            Run.begin_epoch = broken  # type: ignore[method-assign]
             try:
                 self.fit(trainer)
             finally:
-                integration.RunTelemetry.begin_epoch = original  # type: ignore[method-assign]
+                Run.begin_epoch = original  # type: ignore[method-assign]
         self.assertEqual(trainer.global_step, TRAIN_BATCHES)  # trained to the end
         warnings = [r for r in logs.output if "training continues" in r]
         self.assertEqual(len(warnings), 1)  # logged once
@@ -424,27 +425,18 @@ def test_explicit_callback_without_instrumentor(ns: str, fake_devices: None) -> 
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from hf_eco2ai.telemetry import session as session_module
-
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    original = session_module.trace.get_tracer
-
-    def get_tracer(*args: Any, **kwargs: Any) -> Any:
-        return provider.get_tracer("hf_eco2ai")
-
-    session_module.trace.get_tracer = get_tracer  # type: ignore[assignment]
-    try:
-        cb = Eco2AILightningCallback(
-            CarbonConfig(sample_interval=0.05, write_report=False), namespace=ns
-        )
-        trainer = make_trainer(ns, max_epochs=1, callbacks=[cb])
-        assert ours(trainer) == [cb]  # not instrumented: nothing injected
-        train, val = loaders()
-        trainer.fit(make_module(ns), train, val)
-    finally:
-        session_module.trace.get_tracer = original  # type: ignore[assignment]
+    cb = Eco2AILightningCallback(
+        CarbonConfig(sample_interval=0.05, write_report=False),
+        namespace=ns,
+        tracer_provider=provider,
+    )
+    trainer = make_trainer(ns, max_epochs=1, callbacks=[cb])
+    assert ours(trainer) == [cb]  # not instrumented: nothing injected
+    train, val = loaders()
+    trainer.fit(make_module(ns), train, val)
     names = [s.name for s in exporter.get_finished_spans()]
     assert names.count(FIT) == 1
     assert names.count(VALIDATION) == 2
@@ -548,7 +540,7 @@ def test_teardown_ends_a_run_left_open(session_cb: tuple[Any, FakeTrainer]) -> N
     assert cb.run.running
     cb.teardown(trainer, None, "fit")
     assert not cb.run.running
-    assert cb._own_session is None  # released
+    assert cb.run.session.closed  # its own session was released
     cb.fail(RuntimeError("late"))  # nothing open: no-op
 
 
@@ -588,14 +580,14 @@ def test_dedupe_failure_keeps_explicit_active(session_cb: tuple[Any, FakeTrainer
 @pytest.mark.parametrize(
     ("method", "hook"),
     [
-        ("begin_run", "on_fit_start"),
+        ("begin", "on_fit_start"),
         ("begin_epoch", "on_train_epoch_start"),
         ("end_epoch", "on_train_epoch_end"),
         ("begin_step", "on_train_batch_start"),
         ("step", "on_train_batch_end"),
         ("begin_evaluate", "on_validation_start"),
         ("end_evaluate", "on_validation_end"),
-        ("end_run", "on_fit_end"),
+        ("finish", "on_fit_end"),
     ],
 )
 def test_every_hook_contains_telemetry_failures(
@@ -617,7 +609,7 @@ def test_every_hook_contains_telemetry_failures(
         cb.on_train_epoch_start(trainer, None)
         if hook == "on_validation_end":
             cb.on_validation_start(trainer, None)
-    monkeypatch.setattr(integration.RunTelemetry, method, broken)
+    monkeypatch.setattr(Run, method, broken)
     with caplog.at_level(logging.DEBUG, logger="hf_eco2ai"):
         if hook == "on_train_batch_start":
             cb.on_train_batch_start(trainer, None, batch, 0)
@@ -685,7 +677,7 @@ def test_budget_never_stops_one_rank_of_a_job(
     cb, trainer = session_cb
     trainer.should_stop = False
     cb.on_fit_start(trainer, None)
-    cb.rank = RankInfo(1, 1, 2, 2, "h")
+    cb.run.rank = RankInfo(1, 1, 2, 2, "h")
     cb.run.projector.should_stop = True
     with caplog.at_level(logging.WARNING, logger="hf_eco2ai"):
         trainer.global_step = 1

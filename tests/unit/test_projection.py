@@ -15,8 +15,8 @@ from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
 from hf_eco2ai.carbon.intensity import StaticIntensity
 from hf_eco2ai.monitor import EnergyMonitor
 from hf_eco2ai.projection import Projector
+from hf_eco2ai.run import Run
 from hf_eco2ai.telemetry.session import TelemetrySession
-from hf_eco2ai.telemetry.spans import RunTelemetry
 from tests.conftest import FAKE_CPU, FAKE_GPU, FAKE_INTENSITY, ConstantSensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
@@ -69,16 +69,16 @@ def test_projection_within_5_percent_after_25_percent_of_a_steady_run() -> None:
         CarbonConfig(sample_interval=0.05, write_report=False), monitor=monitor
     )
     try:
-        run = RunTelemetry(session, "synthetic", "synthetic.trainer")
+        run = Run(session, "synthetic", "synthetic.trainer")
         total = 100
-        run.begin_run({}, total_steps=total)
+        run.begin({}, total_steps=total)
         early = None
         for step in range(1, total + 1):
             time.sleep(0.006)  # a steady step
             run.step(step, samples=8, tokens=0)
             if step == total // 4:
-                early = run.counters.projected_energy_j
-        window = run.end_run({})
+                early = run.counters.shared.projected_energy_j
+        window = run.finish({})
     finally:
         session.close()
     assert early is not None
@@ -128,21 +128,24 @@ def test_trainer_budget(fake_devices: None, tmp_path: Path, action: str, stops: 
     assert report["budget"]["stopped"] is stops
 
 
-def test_trainer_budget_does_not_stop_one_rank_of_a_distributed_job(
+def test_budget_never_stops_one_rank_of_a_distributed_job(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from transformers import TrainerControl
-
-    from hf_eco2ai import Eco2AICallback
     from hf_eco2ai.distributed import RankInfo
 
-    cb = Eco2AICallback(CarbonConfig(write_report=False))
-    cb._rank = RankInfo(rank=1, local_rank=1, world_size=2)
-    control = TrainerControl()
-    with caplog.at_level(logging.WARNING, logger="hf_eco2ai"):
-        cb._budget_stop(control)
-    assert control.should_training_stop is False
-    assert "not stopping a multi-rank job" in caplog.text
-    cb._rank = RankInfo()
-    cb._budget_stop(control)
-    assert control.should_training_stop is True
+    for rank, stops in ((RankInfo(1, 1, 2, 2, "h"), False), (RankInfo(), True)):
+        monitor = EnergyMonitor(
+            CarbonConfig(), sensors=[], intensity=StaticIntensity(FAKE_INTENSITY)
+        )
+        session = TelemetrySession(CarbonConfig(write_report=False), monitor=monitor, rank=rank)
+        try:
+            run = Run(session, "demo", "demo")
+            run.begin({})
+            run.projector.should_stop = True
+            with caplog.at_level(logging.WARNING, logger="hf_eco2ai"):
+                assert run.step(1, 1, 0) is stops
+                assert run.step(2, 1, 0) is False  # asked once
+            run.finish({})
+        finally:
+            session.close()
+    assert caplog.text.count("not stopping a multi-rank job") == 1

@@ -62,31 +62,59 @@ class TrainerInstrumentationTest(TestBase):
             out.setdefault(span.name, []).append(span)
         return out
 
-    # ------------------------------------------------------------------ injection
-    def test_callback_injected_exactly_once_and_first(self) -> None:
-        trainer = self.trainer()
-        ours = [c for c in trainer.callback_handler.callbacks if isinstance(c, Eco2AICallback)]
-        self.assertEqual(len(ours), 1)
-        self.assertIs(trainer.callback_handler.callbacks[0], ours[0])
+    # ------------------------------------------------------------------ attachment
+    def run_spans(self) -> list[Any]:
+        return self.spans_by_name().get("transformers.trainer.train", [])
 
-    def test_explicit_callback_not_duplicated(self) -> None:
+    def test_callback_list_is_the_users(self) -> None:
+        self.instrumentor.uninstrument()
+        plain = [type(c) for c in self.trainer().callback_handler.callbacks]
+        self.instrumentor.instrument(
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            config=self.config,
+        )
+        trainer = self.trainer(epochs=1)
+        self.assertEqual([type(c) for c in trainer.callback_handler.callbacks], plain)
+        trainer.train()
+        self.assertEqual([type(c) for c in trainer.callback_handler.callbacks], plain)
+        self.assertEqual(len(self.run_spans()), 1)
+
+    def test_explicit_callback_measures_alone(self) -> None:
         explicit = Eco2AICallback(self.config)
-        trainer = self.trainer(callbacks=[explicit])
+        trainer = self.trainer(epochs=1, callbacks=[explicit])
         ours = [c for c in trainer.callback_handler.callbacks if isinstance(c, Eco2AICallback)]
         self.assertEqual(ours, [explicit])
+        trainer.train()
+        self.assertEqual(len(self.run_spans()), 1)
+        self.assertIsNotNone(explicit.last_summary)
 
-    def test_explicit_callback_class_not_duplicated(self) -> None:
-        trainer = self.trainer(callbacks=[Eco2AICallback])
+    def test_explicit_callback_class_measures_alone(self) -> None:
+        trainer = self.trainer(epochs=1, callbacks=[Eco2AICallback])
         ours = [c for c in trainer.callback_handler.callbacks if isinstance(c, Eco2AICallback)]
         self.assertEqual(len(ours), 1)
+        trainer.train()
+        self.assertEqual(len(self.run_spans()), 1)
 
-    def test_subclass_and_positional_callbacks(self) -> None:
+    def test_trainer_built_before_instrument_is_measured(self) -> None:
+        self.instrumentor.uninstrument()
+        trainer = self.trainer(epochs=1)
+        self.instrumentor.instrument(
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            config=self.config,
+        )
+        trainer.train()
+        self.assertEqual(len(self.run_spans()), 1)
+
+    def test_positional_arguments_and_subclass(self) -> None:
         from transformers import Trainer
 
         class MyTrainer(Trainer):  # type: ignore[misc]
             pass
 
         base = self.trainer()
+        cb = Eco2AICallback(self.config)
         trainer = MyTrainer(
             base.model,
             base.args,
@@ -97,18 +125,21 @@ class TrainerInstrumentationTest(TestBase):
             None,
             None,
             None,
-            [Eco2AICallback(self.config)],
+            [cb],
         )
-        ours = [c for c in trainer.callback_handler.callbacks if isinstance(c, Eco2AICallback)]
-        self.assertEqual(len(ours), 1)
+        from hf_eco2ai.instrumentor import _callback_for
+
+        self.assertIs(_callback_for(trainer), cb)
         sub = MyTrainer(
             model=base.model,
             args=base.args,
             train_dataset=base.train_dataset,
             eval_dataset=base.eval_dataset,
         )
-        ours = [c for c in sub.callback_handler.callbacks if isinstance(c, Eco2AICallback)]
-        self.assertEqual(len(ours), 1)
+        hidden = _callback_for(sub)
+        self.assertIsInstance(hidden, Eco2AICallback)
+        self.assertTrue(hidden.injected)
+        self.assertNotIn(hidden, sub.callback_handler.callbacks)
 
     # ------------------------------------------------------------------ spans
     def test_run_epoch_evaluate_spans_with_energy(self) -> None:
@@ -190,10 +221,18 @@ class TrainerInstrumentationTest(TestBase):
         epoch = spans["transformers.trainer.epoch"][0]
         self.assertEqual(epoch.status.status_code, StatusCode.ERROR)
 
-    def test_standalone_evaluate_is_a_root_span_when_no_run(self) -> None:
+    def test_evaluate_and_predict_outside_training_are_runs_of_their_own(self) -> None:
         trainer = self.trainer()
         trainer.evaluate()
-        self.assertNotIn("transformers.trainer.evaluate", self.spans_by_name())
+        trainer.predict(trainer.eval_dataset)
+        spans = self.spans_by_name()
+        for name in ("transformers.trainer.evaluate", "transformers.trainer.predict"):
+            (span,) = spans[name]
+            self.assertIsNone(span.parent)
+            self.assertGreater(span.attributes["hf_eco2ai.energy.joules"], 0)
+        self.assertNotIn("transformers.trainer.train", spans)
+        reports = list(Path(self.tmp.name).glob("hf-eco2ai/*/report.json"))
+        self.assertEqual(len(reports), 2)
 
     def test_log_records_carry_energy(self) -> None:
         trainer = self.trainer(epochs=1)
@@ -209,7 +248,7 @@ class TrainerInstrumentationTest(TestBase):
             self.trainer(epochs=1).train()
         lines = [r for r in logs.output if "run used" in r]
         self.assertEqual(len(lines), 1)
-        self.assertIn("gCO2e", lines[0])
+        self.assertIn("CO2e", lines[0])
         self.assertIn("J/sample", lines[0])
 
     # ------------------------------------------------------------------ metrics
@@ -255,17 +294,16 @@ class TrainerInstrumentationTest(TestBase):
         self.assertIsNotNone(session)
         self.assertTrue(session.monitor.running)
         # wrapt's wrappers: transformers 4.x's own decorators also set __wrapped__
-        self.assertIsInstance(Trainer.__dict__["__init__"], wrapt.FunctionWrapper)
+        self.assertIsInstance(Trainer.__dict__["train"], wrapt.FunctionWrapper)
+        built_while_instrumented = self.trainer(epochs=1)
         self.instrumentor.uninstrument()
         self.assertIsNone(active_session())
         self.assertFalse(session.monitor.running)
-        self.assertNotIsInstance(Trainer.__dict__["__init__"], wrapt.FunctionWrapper)
         self.assertNotIsInstance(Trainer.__dict__["train"], wrapt.FunctionWrapper)
         self.memory_metrics_reader.get_metrics_data()  # drain
-        trainer = self.trainer()
-        self.assertFalse(
-            any(isinstance(c, Eco2AICallback) for c in trainer.callback_handler.callbacks)
-        )
+        self.memory_exporter.clear()
+        built_while_instrumented.train()  # measures nothing any more
+        self.assertEqual(list(self.get_finished_spans()), [])
         data = self.memory_metrics_reader.get_metrics_data()
         points = [
             p
@@ -282,10 +320,8 @@ class TrainerInstrumentationTest(TestBase):
             config=self.config,
         )
         self.assertTrue(active_session().monitor.running)
-        trainer = self.trainer()
-        self.assertEqual(
-            sum(isinstance(c, Eco2AICallback) for c in trainer.callback_handler.callbacks), 1
-        )
+        built_while_instrumented.train()
+        self.assertEqual(len(self.run_spans()), 1)
 
     def test_double_instrument_warns(self) -> None:
         with self.assertLogs("opentelemetry.instrumentation.instrumentor", level="WARNING"):
@@ -307,23 +343,12 @@ def test_explicit_callback_without_instrumentor(fake_devices: None, tmp_path: Pa
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from hf_eco2ai.telemetry import session as session_module
-
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    original = session_module.trace.get_tracer
-
-    def get_tracer(*args: Any, **kwargs: Any) -> Any:
-        return provider.get_tracer("hf_eco2ai")
-
-    session_module.trace.get_tracer = get_tracer  # type: ignore[assignment]
-    try:
-        cb = Eco2AICallback(CarbonConfig(sample_interval=0.05))
-        trainer = make_trainer(str(tmp_path), train_size=32, eval_size=8, epochs=1, callbacks=[cb])
-        trainer.train()
-    finally:
-        session_module.trace.get_tracer = original  # type: ignore[assignment]
+    cb = Eco2AICallback(CarbonConfig(sample_interval=0.05), tracer_provider=provider)
+    trainer = make_trainer(str(tmp_path), train_size=32, eval_size=8, epochs=1, callbacks=[cb])
+    trainer.train()
     names = [s.name for s in exporter.get_finished_spans()]
     assert names.count("transformers.trainer.train") == 1
     assert names.count("transformers.trainer.evaluate") == 1
@@ -331,3 +356,5 @@ def test_explicit_callback_without_instrumentor(fake_devices: None, tmp_path: Pa
     assert monitor_module.shared_monitor() is None  # released at the end of the run
     logged = [h for h in trainer.state.log_history if "hf_eco2ai/energy_kwh" in h]
     assert logged == []  # without the instrumentor the entries go to callbacks, not history
+    # the report is under the Trainer's own output directory
+    assert len(list((tmp_path / "hf-eco2ai").glob("*/report.json"))) == 1

@@ -19,9 +19,9 @@ OpenTelemetry override), else :func:`socket.gethostname`.
 Identity attributes (``hf_eco2ai.rank``, ``hf_eco2ai.local_rank``, ``hf_eco2ai.world_size``,
 ``host.name``) belong in the Resource. hf-eco2ai usually meets providers that are already built
 (global ones under ``opentelemetry-instrument``), whose Resource it cannot change, so a
-:class:`~hf_eco2ai.telemetry.session.TelemetrySession` adds them to every span and data point
-it emits (:class:`IdentityTracer`, :class:`IdentityMeter`) unless the provider's Resource
-already carries ``hf_eco2ai.rank`` (built with :func:`distributed_resource`).
+:class:`~hf_eco2ai.telemetry.session.TelemetrySession` merges them into every span and data
+point it creates unless the provider's Resource already carries ``hf_eco2ai.rank`` (built with
+:func:`distributed_resource`).
 
 Job totals: :class:`JobAccounting` exchanges each rank's run totals through the key-value store
 of the default process group (the one torchrun / accelerate / Lightning created, no extra group).
@@ -39,7 +39,6 @@ Example:
     ('node-b', False)
 """
 
-from hf_eco2ai.distributed.identity import IdentityMeter, IdentityTracer, resource_has_identity
 from hf_eco2ai.distributed.job import (
     DEFAULT_JOB_TIMEOUT_S,
     JOB_PREFIX,
@@ -47,7 +46,6 @@ from hf_eco2ai.distributed.job import (
     JobTotals,
     RankContribution,
     default_store,
-    finish_job,
 )
 from hf_eco2ai.distributed.ranks import (
     HOST_NAME,
@@ -70,17 +68,13 @@ __all__ = [
     "LOCAL_RANK",
     "RANK",
     "WORLD_SIZE",
-    "IdentityMeter",
-    "IdentityTracer",
     "JobAccounting",
     "JobTotals",
     "RankContribution",
     "RankInfo",
     "default_store",
     "distributed_resource",
-    "finish_job",
     "host_name",
     "rank_info",
-    "resource_has_identity",
     "warn_if_host_measured_off_rank_zero",
 ]

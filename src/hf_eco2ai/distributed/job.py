@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,7 +17,6 @@ from opentelemetry.util.types import AttributeValue
 from hf_eco2ai.distributed.ranks import RankInfo
 
 if TYPE_CHECKING:
-    from hf_eco2ai.telemetry.spans import RunTelemetry
     from hf_eco2ai.windows import EnergyWindow
 
 _LOG = logging.getLogger("hf_eco2ai.distributed")
@@ -336,36 +334,3 @@ class JobAccounting:
                     self.store.delete_key(self._key(kind, rank))
                 except Exception:
                     _LOG.debug("hf-eco2ai: could not delete a store key", exc_info=True)
-
-
-def finish_job(
-    job: JobAccounting | None, run: RunTelemetry, info: RankInfo, framework: str
-) -> JobTotals | None:
-    """End-of-run exchange for a framework integration; never raises.
-
-    Publishes this rank's run totals so far (global rank 0: after the others reported); on
-    global rank 0 puts the job totals on the open run span (:meth:`RunTelemetry.set_run_attributes`) and logs one summary line.
-    """
-    if job is None or not run.running:
-        return None
-    try:
-
-        def contribution() -> RankContribution:
-            window = run.freeze_run_end()  # the run span will report exactly this window
-            if window is None:  # pragma: no cover - the run is open (checked above)
-                raise RuntimeError("no open run")
-            return RankContribution.from_window(
-                window, info, run.counters.run_samples, run.counters.run_tokens
-            )
-
-        started = time.monotonic()
-        totals = job.finish(contribution)
-        if totals is None:
-            return None
-        run.set_run_attributes(totals.attributes())
-        _LOG.info("%s", totals.summary_line(framework))
-        _LOG.debug("hf-eco2ai: job totals collected in %.3f s", time.monotonic() - started)
-        return totals
-    except Exception:
-        _LOG.warning("hf-eco2ai: could not compute job totals", exc_info=True)
-        return None

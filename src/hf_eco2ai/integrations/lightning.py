@@ -44,9 +44,8 @@ from opentelemetry.util.types import AttributeValue
 
 from hf_eco2ai._state import active_session
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.distributed import JobAccounting, RankInfo, finish_job, rank_info
-from hf_eco2ai.telemetry.session import TelemetrySession
-from hf_eco2ai.telemetry.spans import RunTelemetry, as_attribute_value, log_summary
+from hf_eco2ai.run import Run, batch_size_and_tokens, parameter_count
+from hf_eco2ai.telemetry.spans import as_attribute_value
 
 __all__ = [
     "NAMESPACES",
@@ -172,62 +171,6 @@ def trainer_namespace(trainer: Any) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- batches
-def _first_dim(value: Any) -> int | None:
-    shape = getattr(value, "shape", None)
-    if shape is not None and len(shape) >= 1:
-        return int(shape[0])
-    return None
-
-
-def batch_size_and_tokens(batch: Any) -> tuple[int, int]:
-    """Samples and tokens of one training batch, from tensor shapes only (no device sync).
-
-    Tokens are counted when the batch maps ``input_ids`` to a tensor (padding included, as in
-    the Trainer integration). Samples are the first dimension of ``input_ids``, else of the
-    first tensor found in a mapping, a tuple/list (one level of nesting) or the batch itself.
-
-    >>> import torch
-    >>> batch_size_and_tokens({"input_ids": torch.zeros(4, 16, dtype=torch.long)})
-    (4, 64)
-    >>> batch_size_and_tokens((torch.zeros(8, 3), torch.zeros(8)))
-    (8, 0)
-    """
-    try:
-        n = _first_dim(batch)
-        if n is not None:
-            return n, 0
-        if isinstance(batch, Mapping) or hasattr(batch, "keys"):
-            ids = batch.get("input_ids") if hasattr(batch, "get") else None
-            n = _first_dim(ids)
-            if n is not None and ids is not None:
-                return n, int(ids.numel())
-            values = list(batch.values())
-        elif isinstance(batch, (list, tuple)):
-            values = list(batch)
-        else:
-            return 0, 0
-        for value in values:
-            n = _first_dim(value)
-            if n is not None:
-                return n, 0
-        for value in values:
-            if isinstance(value, (list, tuple, Mapping)):
-                n, _ = batch_size_and_tokens(value)
-                if n:
-                    return n, 0
-    except Exception:
-        _LOG.debug("hf-eco2ai: could not size a batch", exc_info=True)
-    return 0, 0
-
-
-def _parameter_count(model: Any) -> int | None:
-    try:
-        return int(sum(p.numel() for p in model.parameters()))
-    except Exception:
-        return None
-
-
 def lightning_rank_facts(trainer: Any) -> dict[str, int | None]:
     """Rank facts the Lightning Trainer knows (``global_rank``, ``local_rank``, …)."""
     facts: dict[str, int | None] = {}
@@ -284,6 +227,8 @@ class Eco2AILightningCallback:
         config: CarbonConfig | None = None,
         *,
         namespace: str | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
         **overrides: Any,
     ) -> None:
         if namespace is not None and resolve_namespace(namespace) != self.namespace:
@@ -294,22 +239,20 @@ class Eco2AILightningCallback:
         """True for instances made by the ``callbacks_factory`` entry point."""
         self.active = True
         """False when another of our callbacks on the same Trainer does the work."""
-        self.run: RunTelemetry | None = None
-        self.rank: RankInfo | None = None
+        self.run: Run | None = None
         self.last_summary: str | None = None
-        self._own_session: TelemetrySession | None = None
-        self._job: JobAccounting | None = None
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
         self._last_step = 0
         self._pending_batches = 0
         self._pending_samples = 0
         self._pending_tokens = 0
-        self._stop_requested = False
         self._warned = False
 
     def __getstate__(self) -> dict[str, Any]:
         # picklable before fit (ddp_spawn pickles the Trainer): drop live telemetry
         state = dict(self.__dict__)
-        state.update(run=None, _own_session=None, _job=None)
+        state.update(run=None, _tracer_provider=None, _meter_provider=None)
         return state
 
     def __repr__(self) -> str:
@@ -324,21 +267,6 @@ class Eco2AILightningCallback:
         else:
             self._warned = True
             _LOG.warning("hf-eco2ai: %s failed; training continues", what, exc_info=True)
-
-    def _session(self, rank: RankInfo) -> TelemetrySession | None:
-        session = active_session()
-        if session is not None:
-            session.set_rank(rank)
-            return session
-        if self.injected:  # uninstrumented since the Trainer was built: do nothing
-            return None
-        self._own_session = TelemetrySession(self.config, rank=rank)
-        return self._own_session
-
-    def _release(self) -> None:
-        if self._own_session is not None:
-            session, self._own_session = self._own_session, None
-            session.close()
 
     # ------------------------------------------------------------------ dedupe
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -369,23 +297,29 @@ class Eco2AILightningCallback:
 
     # ------------------------------------------------------------------ run
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        """Open the ``lightning.trainer.fit`` span with the Trainer facts."""
+        """Begin the run (the ``lightning.trainer.fit`` span) with the Trainer facts."""
         if not self.active:
             return
         try:
-            if self.run is not None and self.run.running:  # a previous fit never ended
-                self.fail(RuntimeError("fit restarted before the previous run ended"))
-            self.rank = rank_info(lightning_rank_facts(trainer))
-            session = self._session(self.rank)
-            if session is None:
-                self.run = None
-                return
-            self.run = RunTelemetry(session, FRAMEWORK, SPAN_PREFIX)
+            previous = self.run
+            if previous is not None and previous.running:  # a previous fit never ended
+                previous.end_at_last_activity(
+                    RuntimeError("fit restarted before the previous run ended")
+                )
             self._last_step = int(trainer.global_step)
             self._pending_batches = self._pending_samples = self._pending_tokens = 0
-            self._stop_requested = False
-            self.run.begin_run(self._run_attributes(trainer, pl_module), name=RUN_SPAN)
-            self._job = JobAccounting.begin(self.rank, FRAMEWORK)
+            self.run = Run.start(
+                FRAMEWORK,
+                SPAN_PREFIX,
+                config=self.config,
+                attrs=self._run_attributes(trainer, pl_module),
+                injected=self.injected,
+                rank_facts=lightning_rank_facts(trainer),
+                name=RUN_SPAN,
+                framework_dir=_framework_dir(trainer),
+                tracer_provider=self._tracer_provider,
+                meter_provider=self._meter_provider,
+            )
         except Exception:
             self._contained("starting run telemetry")
 
@@ -413,7 +347,7 @@ class Eco2AILightningCallback:
             attrs["hf_eco2ai.lightning.strategy"] = type(strategy).__name__
         if pl_module is not None:
             attrs["hf_eco2ai.model.class"] = type(pl_module).__name__
-            count = _parameter_count(pl_module)
+            count = parameter_count(pl_module)
             if count is not None:
                 attrs["hf_eco2ai.model.parameters"] = count
         return attrs
@@ -430,64 +364,53 @@ class Eco2AILightningCallback:
         except Exception:
             self._contained("estimating the run's optimizer steps")
 
-    def _budget_stop(self, trainer: Any) -> None:
-        """A budget with ``budget_action='stop'`` was exceeded: stop gracefully (single rank)."""
-        self._stop_requested = True
-        if self.rank is not None and self.rank.distributed:
-            # one rank leaving the loop alone would hang the others in their next collective
-            _LOG.warning(
-                "hf-eco2ai: budget exceeded on rank %d of %d; not stopping a multi-rank job "
-                "from one rank (the ranks would desynchronise)",
-                self.rank.rank,
-                self.rank.world_size,
-            )
-            return
-        trainer.should_stop = True
-
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        """Gather job totals (distributed), end the run span, log the summary."""
-        if not self.active or self.run is None:
+        """End the run: job totals (distributed), spans, report, summary."""
+        run = self.run
+        if not self.active or run is None or not run.running:
             return
-        self._flush_pending()
-        job, self._job = self._job, None
-        if self.rank is not None:
-            finish_job(job, self.run, self.rank, FRAMEWORK)
-        self._finish(trainer, None)
+        try:
+            self._flush_pending()
+            if run.finish(self._trainer_attributes(trainer)) is not None:
+                self.last_summary = run.last_summary
+        except Exception:
+            self._contained("ending run telemetry")
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        """End every open span with status ERROR."""
+        """End the run and every open span with status ERROR."""
         if self.active:
             self.fail(exception, trainer)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """End a run that is still open (a fit that stopped without ``on_fit_end``)."""
-        if self.active and self.run is not None and self.run.running:
-            self._finish(trainer, None)
+        run = self.run
+        if self.active and run is not None and run.running:
+            try:
+                self._flush_pending()
+                if run.finish(self._trainer_attributes(trainer)) is not None:
+                    self.last_summary = run.last_summary
+            except Exception:
+                self._contained("ending run telemetry")
 
     def fail(self, error: BaseException, trainer: Any = None) -> None:
-        """End every open span with status ERROR and release the session."""
-        self._job = None
-        self._finish(trainer, error)
-
-    def _finish(self, trainer: Any, error: BaseException | None) -> None:
+        """End the run and every open span with status ERROR."""
         run = self.run
         if run is None or not run.running:
-            self._release()
             return
         try:
-            attrs: dict[str, AttributeValue] = {}
-            if trainer is not None:
-                attrs["hf_eco2ai.global_step"] = int(trainer.global_step)
-                attrs["hf_eco2ai.epoch"] = int(trainer.current_epoch)
-            window = run.end_run(attrs, error)
-            if window is not None:
-                self.last_summary = log_summary(
-                    FRAMEWORK, window, run.counters.run_samples, run.counters.run_tokens
-                )
+            if run.fail(error, self._trainer_attributes(trainer)) is not None:
+                self.last_summary = run.last_summary
         except Exception:
             self._contained("ending run telemetry")
-        finally:
-            self._release()
+
+    @staticmethod
+    def _trainer_attributes(trainer: Any) -> dict[str, AttributeValue]:
+        if trainer is None:
+            return {}
+        return {
+            "hf_eco2ai.global_step": int(trainer.global_step),
+            "hf_eco2ai.epoch": int(trainer.current_epoch),
+        }
 
     # ------------------------------------------------------------------ epochs
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
@@ -538,9 +461,8 @@ class Eco2AILightningCallback:
             samples, tokens = self._pending_samples, self._pending_tokens
             self._pending_batches = self._pending_samples = self._pending_tokens = 0
             try:
-                run.step(step, samples, tokens)
-                if run.should_stop and not self._stop_requested:
-                    self._budget_stop(trainer)
+                if run.step(step, samples, tokens):
+                    trainer.should_stop = True
             except Exception:
                 self._contained("counting a step")
 
@@ -548,7 +470,7 @@ class Eco2AILightningCallback:
         """Count micro-batches that did not end in an optimizer step (no step counted)."""
         run = self.run
         if run is not None and (self._pending_samples or self._pending_tokens):
-            run.counters.add(0, self._pending_samples, self._pending_tokens)
+            run.add_work(self._pending_samples, self._pending_tokens)
         self._pending_batches = self._pending_samples = self._pending_tokens = 0
 
     # ------------------------------------------------------------------ validation
@@ -583,12 +505,25 @@ class Eco2AILightningCallback:
             self._contained("ending a validation span")
 
 
+def _framework_dir(trainer: Any) -> str | None:
+    """Lightning's own output location: ``default_root_dir`` (or ``log_dir``)."""
+    for attr in ("default_root_dir", "log_dir"):
+        try:
+            value = getattr(trainer, attr, None)
+        except Exception:
+            value = None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def _scalar_metrics(metrics: Any) -> dict[str, AttributeValue]:
     """``hf_eco2ai.eval.<name>`` for scalar metrics (once per validation, not per batch)."""
     out: dict[str, AttributeValue] = {}
     if not isinstance(metrics, Mapping):
         return out
-    for key, value in list(metrics.items())[:_MAX_EVAL_METRICS]:
+    items = [(k, v) for k, v in metrics.items() if not str(k).startswith("train")]
+    for key, value in items[:_MAX_EVAL_METRICS]:  # training metrics are not the validation's
         v = as_attribute_value(value)
         if v is None and getattr(value, "numel", None) is not None and value.numel() == 1:
             v = float(value.item())

@@ -1,14 +1,16 @@
-"""Hugging Face Transformers integration: :class:`Eco2AICallback` and the Trainer patches.
+"""Hugging Face Transformers adapter: :class:`Eco2AICallback` turns Trainer events into run calls.
 
 Use it explicitly::
 
     from hf_eco2ai import Eco2AICallback
     trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[Eco2AICallback()])
 
-or let :class:`~hf_eco2ai.HFEco2AIInstrumentor` inject it into every ``Trainer``. Either way the
-run, each epoch and each evaluation become spans carrying their own energy and CO2, the
-Trainer's log records gain ``hf_eco2ai/*`` entries (so ``report_to`` integrations receive
-them), and one summary line is logged at the end.
+or let :class:`~hf_eco2ai.HFEco2AIInstrumentor` measure every ``Trainer`` (it attaches a callback
+of its own when ``train()``, ``evaluate()`` or ``predict()`` is called, without adding it to the
+Trainer's callback list). Either way the run, each epoch and each evaluation become spans
+carrying their own energy and CO2, the Trainer's log records gain ``hf_eco2ai/*`` entries (so
+``report_to`` integrations receive them), and one summary line is logged at the end. Reports go
+to ``<args.output_dir>/hf-eco2ai/`` unless ``output_dir`` is configured.
 
 The per-step work is a few integer additions; no sensor, file or network access happens in a
 callback (the sampler thread does that).
@@ -17,15 +19,14 @@ callback (the sampler thread does that).
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from hf_eco2ai._state import active_session
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.distributed import JobAccounting, RankInfo, finish_job, rank_info
-from hf_eco2ai.telemetry.session import TelemetrySession
-from hf_eco2ai.telemetry.spans import RunTelemetry, as_attribute_value, log_summary
+from hf_eco2ai.run import Run, batch_size_and_tokens, parameter_count
+from hf_eco2ai.telemetry.spans import as_attribute_value
 
 _LOG = logging.getLogger(__name__)
 
@@ -33,12 +34,7 @@ FRAMEWORK = "transformers"
 SPAN_PREFIX = "transformers.trainer"
 LOG_PREFIX = "hf_eco2ai/"
 
-
-def _parameter_count(model: Any) -> int | None:
-    try:
-        return int(sum(p.numel() for p in model.parameters()))
-    except Exception:
-        return None
+__all__ = ["FRAMEWORK", "LOG_PREFIX", "SPAN_PREFIX", "Eco2AICallback", "batch_size_and_tokens"]
 
 
 def _tokens_seen_enabled(args: TrainingArguments) -> bool:
@@ -46,7 +42,7 @@ def _tokens_seen_enabled(args: TrainingArguments) -> bool:
     return bool(value) and value != "no"
 
 
-def trainer_rank_facts(args: TrainingArguments) -> dict[str, int | None]:
+def trainer_rank_facts(args: Any) -> dict[str, int | None]:
     """Rank facts the Trainer knows (``process_index``, ``local_process_index``, ``world_size``)."""
     facts: dict[str, int | None] = {}
     for key, attr in (
@@ -62,25 +58,13 @@ def trainer_rank_facts(args: TrainingArguments) -> dict[str, int | None]:
     return facts
 
 
-def batch_size_and_tokens(inputs: Any) -> tuple[int, int]:
-    """Samples and tokens of one micro-batch, from tensor shapes only (no device sync).
-
-    >>> import torch
-    >>> batch_size_and_tokens({"input_ids": torch.zeros(4, 16, dtype=torch.long)})
-    (4, 64)
-    """
+def _end_abandoned(run: Run) -> None:
+    """The callback that began ``run`` was garbage-collected with the run still open."""
     try:
-        ids = inputs.get("input_ids") if hasattr(inputs, "get") else None
-        if ids is not None and hasattr(ids, "shape") and len(ids.shape) >= 1:
-            return int(ids.shape[0]), int(ids.numel())
-        if hasattr(inputs, "values"):
-            for value in inputs.values():
-                shape = getattr(value, "shape", None)
-                if shape is not None and len(shape) >= 1:
-                    return int(shape[0]), 0
+        if run.running:
+            run.end_at_last_activity(RuntimeError("training left train() without ending"))
     except Exception:
-        _LOG.debug("hf-eco2ai: could not size a batch", exc_info=True)
-    return 0, 0
+        _LOG.debug("hf-eco2ai: could not end an abandoned run", exc_info=True)
 
 
 class Eco2AICallback(TrainerCallback):
@@ -88,8 +72,15 @@ class Eco2AICallback(TrainerCallback):
 
     Args:
         config: settings; defaults to :meth:`CarbonConfig.from_env`.
+        tracer_provider: where this callback's spans go (default: the instrumentor's, else the
+            global provider).
+        meter_provider: where its metrics go (default: the instrumentor's, else the global one).
         **overrides: ``CarbonConfig`` fields, applied on top of ``config``/env
             (e.g. ``Eco2AICallback(country="FR")``).
+
+    An explicit callback's settings (output directory, project name, budgets, step spans)
+    apply to its runs even while the instrumentor is active; the measurement itself (sampler,
+    devices, carbon intensity) is shared with the instrumentor.
 
     Example:
         >>> cb = Eco2AICallback(country="FR")
@@ -97,45 +88,74 @@ class Eco2AICallback(TrainerCallback):
         'FR'
     """
 
-    def __init__(self, config: CarbonConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: CarbonConfig | None = None,
+        *,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        **overrides: Any,
+    ) -> None:
         base = config if config is not None else CarbonConfig.from_env()
         self.config = base.replace(**overrides) if overrides else base
-        self.run: RunTelemetry | None = None
-        self._own_session: TelemetrySession | None = None
+        self.injected = False
+        """True for the callback the instrumentor attaches (it measures only while instrumented)."""
+        self.run: Run | None = None
+        self.last_summary: str | None = None
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
         self._samples_per_step = 0
         self._pending_samples = 0
         self._pending_tokens = 0
         self._tokens_seen = 0
         self._use_tokens_seen = False
-        self._rank: RankInfo | None = None
-        self._stop_requested = False
-        self._job: JobAccounting | None = None
-        self.last_summary: str | None = None
+        self._standalone = False
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def _session(self, rank: RankInfo) -> TelemetrySession:
-        session = active_session()
-        if session is not None:
-            session.set_rank(rank)
-            return session
-        self._own_session = TelemetrySession(self.config, rank=rank)
-        return self._own_session
+    def _start(
+        self,
+        args: Any,
+        attrs: dict[str, Any],
+        *,
+        total_steps: int = 0,
+        name: str | None = None,
+    ) -> Run | None:
+        previous = self.run
+        if previous is not None and previous.running:  # training left the last run unended
+            previous.end_at_last_activity(
+                RuntimeError("training restarted before the previous run ended")
+            )
+        self._detach_finalizer()
+        run = Run.start(
+            FRAMEWORK,
+            SPAN_PREFIX,
+            config=self.config,
+            attrs=attrs,
+            injected=self.injected,
+            rank_facts=trainer_rank_facts(args),
+            total_steps=total_steps,
+            name=name,
+            framework_dir=getattr(args, "output_dir", None),
+            tracer_provider=self._tracer_provider,
+            meter_provider=self._meter_provider,
+        )
+        self.run = run
+        if run is not None:
+            self._finalizer = weakref.finalize(self, _end_abandoned, run)
+        return run
 
-    def _release(self) -> None:
-        if self._own_session is not None:
-            self._own_session.close()
-            self._own_session = None
+    def _detach_finalizer(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """Open the run span with the Trainer facts."""
+        """Begin the run (the run span) with the Trainer facts."""
         try:
-            if self.run is not None and self.run.running:  # a previous run never ended
-                self.fail(RuntimeError("training restarted before the previous run ended"))
-            self._rank = rank_info(trainer_rank_facts(args))
-            self.run = RunTelemetry(self._session(self._rank), FRAMEWORK, SPAN_PREFIX)
-            model = kwargs.get("model")
+            self._standalone = False
             world = int(getattr(args, "world_size", 1) or 1)
             gas = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
             bs = int(getattr(args, "per_device_train_batch_size", 0) or 0)
@@ -143,69 +163,86 @@ class Eco2AICallback(TrainerCallback):
             self._use_tokens_seen = _tokens_seen_enabled(args)
             self._tokens_seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
             self._pending_samples = self._pending_tokens = 0
-            self._stop_requested = False
+            max_steps = int(getattr(state, "max_steps", 0) or 0)
             attrs: dict[str, Any] = {
                 "hf_eco2ai.framework": FRAMEWORK,
                 "hf_eco2ai.per_device_batch_size": bs,
                 "hf_eco2ai.gradient_accumulation_steps": gas,
                 "hf_eco2ai.world_size": world,
-                "hf_eco2ai.max_steps": int(getattr(state, "max_steps", 0) or 0),
+                "hf_eco2ai.max_steps": max_steps,
                 "hf_eco2ai.num_train_epochs": float(getattr(args, "num_train_epochs", 0) or 0),
             }
-            if model is not None:
-                attrs["hf_eco2ai.model.class"] = type(model).__name__
-                count = _parameter_count(model)
-                if count is not None:
-                    attrs["hf_eco2ai.model.parameters"] = count
-            self.run.begin_run(attrs, total_steps=int(getattr(state, "max_steps", 0) or 0))
-            self._job = JobAccounting.begin(self._rank, FRAMEWORK)
+            attrs.update(self._model_attributes(kwargs.get("model")))
+            self._start(args, attrs, total_steps=max_steps)
         except Exception:
             _LOG.warning("hf-eco2ai: could not start run telemetry", exc_info=True)
+
+    @staticmethod
+    def _model_attributes(model: Any) -> dict[str, Any]:
+        if model is None:
+            return {}
+        attrs: dict[str, Any] = {"hf_eco2ai.model.class": type(model).__name__}
+        count = parameter_count(model)
+        if count is not None:
+            attrs["hf_eco2ai.model.parameters"] = count
+        return attrs
+
+    @staticmethod
+    def _state_attributes(state: TrainerState | None) -> dict[str, Any]:
+        if state is None:
+            return {}
+        return {
+            "hf_eco2ai.global_step": int(state.global_step),
+            "hf_eco2ai.epoch": float(state.epoch or 0.0),
+        }
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """Gather job totals (distributed), end the run span, log the summary."""
-        job, self._job = self._job, None
-        if self.run is not None and self._rank is not None:
-            finish_job(job, self.run, self._rank, FRAMEWORK)
-        self._finish(state, None)
-
-    def fail(self, error: BaseException, state: TrainerState | None = None) -> None:
-        """End every open span with status ERROR (called by the instrumentor's train wrapper)."""
-        self._finish(state, error)
-
-    def _finish(self, state: TrainerState | None, error: BaseException | None) -> None:
+        """End the run: job totals (distributed), spans, report, summary."""
         run = self.run
         if run is None or not run.running:
             return
         try:
-            attrs: dict[str, Any] = {}
-            if state is not None:
-                attrs["hf_eco2ai.global_step"] = int(state.global_step)
-                attrs["hf_eco2ai.epoch"] = float(state.epoch or 0.0)
-            window = run.end_run(attrs, error)
-            if window is not None:
-                self.last_summary = log_summary(
-                    FRAMEWORK, window, run.counters.run_samples, run.counters.run_tokens
-                )
+            if run.finish(self._state_attributes(state)) is not None:
+                self.last_summary = run.last_summary
         except Exception:
             _LOG.warning("hf-eco2ai: could not end run telemetry", exc_info=True)
         finally:
-            self._release()
+            self._detach_finalizer()
+
+    def fail(self, error: BaseException, state: TrainerState | None = None) -> None:
+        """End the run and every open span with status ERROR (training raised)."""
+        run = self.run
+        if run is None or not run.running:
+            return
+        try:
+            if run.fail(error, self._state_attributes(state)) is not None:
+                self.last_summary = run.last_summary
+        except Exception:
+            _LOG.warning("hf-eco2ai: could not end run telemetry", exc_info=True)
+        finally:
+            self._detach_finalizer()
+
+    def left_training(self, state: TrainerState | None = None) -> None:
+        """``train()`` returned or raised: end a run that is still open at its last event."""
+        run = self.run
+        if run is not None and run.running and not self._standalone:
+            run.end_at_last_activity(RuntimeError("train() returned without ending the run"))
+            self._detach_finalizer()
 
     # ------------------------------------------------------------------ epochs
     def on_epoch_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """Open an epoch span."""
+        """Open an epoch window."""
         if self.run is not None and self.run.running:
             self.run.begin_epoch(int(state.epoch or 0))
 
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """End the epoch span."""
+        """End the epoch window."""
         if self.run is not None:
             self.run.end_epoch({"hf_eco2ai.global_step": int(state.global_step)})
 
@@ -227,7 +264,7 @@ class Eco2AICallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """Count the step's samples and tokens (O(1))."""
+        """Count the step's samples and tokens (O(1)); stop training when over budget."""
         run = self.run
         if run is None:
             return
@@ -237,43 +274,46 @@ class Eco2AICallback(TrainerCallback):
             seen = state.num_input_tokens_seen
             tokens, self._tokens_seen = seen - self._tokens_seen, seen
         self._pending_samples = self._pending_tokens = 0
-        run.step(state.global_step, samples, tokens)
-        if run.projector.should_stop and not self._stop_requested:
-            self._budget_stop(control)
-
-    def _budget_stop(self, control: TrainerControl) -> None:
-        """A budget with ``budget_action='stop'`` was exceeded: stop gracefully (single rank)."""
-        self._stop_requested = True
-        rank = self._rank
-        if rank is not None and rank.distributed:
-            # one rank leaving the loop alone would hang the others in their next collective
-            _LOG.warning(
-                "hf-eco2ai: budget exceeded on rank %d of %d; not stopping a multi-rank job "
-                "from one rank (the ranks would desynchronise)",
-                rank.rank,
-                rank.world_size,
-            )
-            return
-        control.should_training_stop = True
+        if run.step(state.global_step, samples, tokens):
+            control.should_training_stop = True
 
     # ------------------------------------------------------------------ evaluation
-    def begin_evaluate(self) -> bool:
-        """Open an evaluation span (called by the instrumentor before ``Trainer.evaluate``)."""
-        if self.run is None:
+    def begin_evaluate(self, trainer: Any = None, kind: str = "evaluate") -> bool:
+        """Open an evaluation window (called by the instrumentor before ``evaluate()`` /
+        ``predict()``). Outside training, the call is measured as a run of its own."""
+        run = self.run
+        if run is not None and run.running:
+            return run.begin_evaluate()
+        if trainer is None:
             return False
-        return self.run.begin_evaluate()
+        attrs: dict[str, Any] = {"hf_eco2ai.framework": FRAMEWORK}
+        attrs.update(self._model_attributes(getattr(trainer, "model", None)))
+        run = self._start(getattr(trainer, "args", None), attrs, name=f"{SPAN_PREFIX}.{kind}")
+        self._standalone = run is not None
+        return run is not None
 
     def end_evaluate(self, error: BaseException | None = None) -> None:
-        """End the evaluation span if still open."""
-        if self.run is not None:
-            self.run.end_evaluate({}, error)
+        """End the evaluation window (and a stand-alone evaluation's run)."""
+        run = self.run
+        if run is None:
+            return
+        if self._standalone:
+            self._standalone = False
+            if error is None:
+                run.finish({})
+            else:
+                run.fail(error)
+            self.last_summary = run.last_summary
+            self._detach_finalizer()
+            return
+        run.end_evaluate({}, error)
 
     def on_prediction_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """Open the evaluation span on the first batch when nobody opened it."""
+        """Open the evaluation window on the first batch when nobody opened it."""
         run = self.run
-        if run is not None and run.running and not run.evaluating:
+        if run is not None and run.running and not run.evaluating and not self._standalone:
             run.begin_evaluate()
 
     def on_evaluate(
@@ -284,7 +324,7 @@ class Eco2AICallback(TrainerCallback):
         metrics: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """End the evaluation span with the evaluation metrics as attributes."""
+        """End the evaluation window with the evaluation metrics as attributes."""
         run = self.run
         if run is None or not run.evaluating:
             return
@@ -299,9 +339,9 @@ class Eco2AICallback(TrainerCallback):
     def log_entries(self) -> dict[str, float]:
         """The ``hf_eco2ai/*`` entries for a Trainer log record (O(1))."""
         run = self.run
-        if run is None or not run.running:
+        if run is None or not run.running or self._standalone:
             return {}
-        window = run.run_window()
+        window = run.window()
         if window is None:
             return {}
         entries = {

@@ -16,8 +16,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -86,10 +86,11 @@ class EnergyMetrics:
         meter: Meter,
         get_monitor: Callable[[], EnergyMonitor | None],
         counters: Callable[[], Iterable[TrainingCounters]] = tuple,
+        identity: Callable[[], Mapping[str, Any]] = dict,
     ) -> None:
         self._get_monitor = get_monitor
         self._counters = counters
-        self.enabled = True
+        self._identity = identity
         self._failed: set[str] = set()
         self.instruments = {}
         for spec in METRICS:
@@ -105,21 +106,26 @@ class EnergyMetrics:
                 description=spec.description,
             )
 
-    def disable(self) -> None:
-        """Make every callback yield nothing (instruments cannot be removed from a meter)."""
-        self.enabled = False
-
     def _callback(self, key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            return list(self.observe(key))
+            observations = list(self.observe(key))
+            if not observations:
+                return observations
+            identity = self._identity()
+            if not identity:
+                return observations
+            out = []
+            for obs in observations:  # identity first: an observation's own attributes win
+                attrs: dict[str, Any] = dict(identity)
+                attrs.update(obs.attributes or {})
+                out.append(Observation(obs.value, attrs))
+            return out
 
         callback.__name__ = f"observe_{key}"
         return callback
 
     def observe(self, key: str) -> Iterator[Observation]:
         """Observations for one metric; never raises (a failure is logged once per metric)."""
-        if not self.enabled:
-            return
         try:
             yield from getattr(self, "_" + key)()
         except Exception:

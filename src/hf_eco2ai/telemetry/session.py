@@ -32,21 +32,37 @@ from opentelemetry.trace import Tracer, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.distributed import (
-    IdentityMeter,
-    IdentityTracer,
+from hf_eco2ai.distributed.ranks import (
+    RANK,
     RankInfo,
     rank_info,
-    resource_has_identity,
     warn_if_host_measured_off_rank_zero,
 )
 from hf_eco2ai.monitor import EnergyMonitor, acquire_monitor, release_monitor
+from hf_eco2ai.telemetry.ids import use_private_ids
 from hf_eco2ai.telemetry.metrics import EnergyMetrics, TrainingCounters
 from hf_eco2ai.version import __version__
 
 _LOG = logging.getLogger(__name__)
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
+
+
+def resource_has_identity(provider: object) -> bool:
+    """True when ``provider``'s Resource already carries ``hf_eco2ai.rank``.
+
+    Works for the SDK's ``TracerProvider`` (``.resource``) and ``MeterProvider``; any other
+    provider (the API's no-op and proxy providers) has no Resource we can read.
+
+    >>> resource_has_identity(object())
+    False
+    """
+    resource = getattr(provider, "resource", None)
+    if resource is None:
+        sdk_config = getattr(provider, "_sdk_config", None)
+        resource = getattr(sdk_config, "resource", None)
+    attributes = getattr(resource, "attributes", None)
+    return isinstance(attributes, Mapping) and RANK in attributes
 
 
 class TelemetrySession:
@@ -83,10 +99,13 @@ class TelemetrySession:
         self.tracer: Tracer = trace.get_tracer(
             "hf_eco2ai", __version__, tracer_provider, schema_url=SCHEMA_URL
         )
+        use_private_ids(self.tracer)  # never draw span ids from the user's seeded `random`
         meter = metrics.get_meter("hf_eco2ai", __version__, meter_provider, schema_url=SCHEMA_URL)
-        # Identity on every span and data point unless the provider's Resource carries it.
-        if not resource_has_identity(tracer_provider or trace.get_tracer_provider()):
-            self.tracer = IdentityTracer(self.tracer, self.identity)
+        # Identity on every span and data point unless the provider's Resource carries it:
+        # merged where spans and observations are created (no wrapped tracer or meter).
+        self._spans_need_identity = not resource_has_identity(
+            tracer_provider or trace.get_tracer_provider()
+        )
         identity = not resource_has_identity(meter_provider or metrics.get_meter_provider())
         self._counters: dict[str, TrainingCounters] = {}
         self._lock = threading.Lock()
@@ -95,8 +114,12 @@ class TelemetrySession:
         self.metrics = self._route.metrics
 
     def identity(self) -> Mapping[str, AttributeValue]:
-        """The rank/host attributes added to this session's spans and data points."""
+        """The rank/host attributes of this process."""
         return self._identity
+
+    def span_identity(self) -> Mapping[str, AttributeValue]:
+        """The rank/host attributes to put on a span (none when the Resource has them)."""
+        return self._identity if self._spans_need_identity else {}
 
     def set_rank(self, rank: RankInfo) -> None:
         """Refresh the rank facts once the framework knows them (at run start)."""
@@ -155,8 +178,12 @@ class _MeterRoute:
                 route = None
             if route is None:
                 route = cls()
-                wrapped = IdentityMeter(meter, route.identity) if identity else meter
-                route.metrics = EnergyMetrics(wrapped, route.live_monitor, route.all_counters)
+                route.metrics = EnergyMetrics(
+                    meter,
+                    route.live_monitor,
+                    route.all_counters,
+                    route.identity if identity else dict,
+                )
                 with contextlib.suppress(TypeError):
                     cls._routes[meter] = route
             route.sessions.append(session)

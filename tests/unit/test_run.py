@@ -8,51 +8,51 @@ from hf_eco2ai import CarbonConfig
 from hf_eco2ai.carbon.intensity import StaticIntensity
 from hf_eco2ai.monitor import EnergyMonitor
 from hf_eco2ai.telemetry.session import TelemetrySession
-from hf_eco2ai.telemetry.spans import RunTelemetry, summary_line
+from hf_eco2ai.run import Run, summary_line
 from tests.conftest import FAKE_GPU, FAKE_INTENSITY, ConstantSensor
 
 
 @pytest.fixture
-def run() -> RunTelemetry:
+def run() -> Run:
     monitor = EnergyMonitor(
         CarbonConfig(sample_interval=0.05),
         sensors=[ConstantSensor([(FAKE_GPU, 100.0)])],
         intensity=StaticIntensity(FAKE_INTENSITY),
     )
     session = TelemetrySession(CarbonConfig(write_report=False), monitor=monitor)
-    yield RunTelemetry(session, "synthetic", "synthetic.trainer")
+    yield Run(session, "synthetic", "synthetic.trainer")
     session.close()
 
 
-def test_frozen_run_end_is_what_the_run_span_reports(run: RunTelemetry) -> None:
-    assert run.freeze_run_end() is None  # no run yet
-    run.begin_run({})
+def test_frozen_run_end_is_what_the_run_span_reports(run: Run) -> None:
+    assert run.freeze_end() is None  # no run yet
+    run.begin({})
     time.sleep(0.15)
-    frozen = run.freeze_run_end()
+    frozen = run.freeze_end()
     time.sleep(0.15)  # energy used after the freeze is not the run's
     assert frozen is not None
-    assert run.run_window() == frozen
-    window = run.end_run({})
+    assert run.window() == frozen
+    window = run.finish({})
     assert window is not None
     assert window.energy_j == frozen.energy_j
     assert window.duration_s == frozen.duration_s
     # the next run starts unfrozen
-    run.begin_run({})
+    run.begin({})
     time.sleep(0.05)
-    first = run.run_window()
+    first = run.window()
     time.sleep(0.05)
-    second = run.run_window()
+    second = run.window()
     assert first is not None
     assert second is not None
     assert second.energy_j > first.energy_j
-    run.end_run({})
+    run.finish({})
 
 
-def test_summary_line_mentions_band_and_efficiency(run: RunTelemetry) -> None:
-    run.begin_run({})
+def test_summary_line_mentions_band_and_efficiency(run: Run) -> None:
+    run.begin({})
     run.step(1, samples=10, tokens=100)
     time.sleep(0.06)
-    window = run.end_run({})
+    window = run.finish({})
     assert window is not None
     line = summary_line("synthetic", window, 10, 100)
     assert "J/sample" in line

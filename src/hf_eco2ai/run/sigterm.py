@@ -1,41 +1,38 @@
-"""Process lifecycle: a run still open when the process ends is ended, and reported.
+"""Opt-in SIGTERM handling (``handle_sigterm=True``; off by default).
 
-* **SIGTERM** (the instrumentor, ``handle_sigterm=True``, the default): Python's default action
-  for SIGTERM kills the process at once, without ``finally`` blocks or ``atexit`` handlers, so an
-  open run would lose its spans and its report. :meth:`SigtermHandler.install` installs a handler
-  only when none is installed (the default action is in force) and only from the main thread.
-  On SIGTERM it ends every open run of this process with status ``interrupted``
-  (:class:`Terminated`; spans end with status ERROR), writes the reports and flushes the
-  telemetry providers, all within :data:`SIGTERM_GRACE_S`; then it restores the default action
-  and re-raises the signal, so the process still dies of SIGTERM (exit status -15, or 143 from a
-  shell) exactly as it would have without hf-eco2ai. A handler installed later by someone else
-  (Lightning's, transformers' JIT checkpointing) replaces it or calls it as part of its own;
-  called that way it does nothing: the other handler's policy applies, and the training loop's
-  exception path ends the run. Forked children (DataLoader workers) get the default action back.
-* **At exit** (``atexit``): every run of this process still open (an exception escaped a Trainer
-  with an explicit callback and no instrumentor to see it, ``os._exit`` excepted) is ended with
-  status ``error`` (:class:`RunNotEnded`), so its spans end and its report is written.
+Python's default action for SIGTERM kills the process at once, without ``finally`` blocks or
+``atexit`` handlers, so a run open at that moment loses its spans and its report. With
+``handle_sigterm=True`` the instrumentor installs :class:`SigtermHandler` — only when SIGTERM
+has its default action and only from the main thread. On SIGTERM it ends every open run of this
+process with status ``interrupted`` (:class:`Terminated`), writes the reports and flushes the
+telemetry providers, all within :data:`SIGTERM_GRACE_S`; then it restores the default action and
+re-raises the signal, so the process still dies of SIGTERM (exit status -15, or 143 from a
+shell). A handler installed later by someone else (Lightning's, a SLURM requeue handler)
+replaces it or calls it as part of its own; called that way it does nothing, and the training
+loop's exception path ends the run. ``uninstrument()`` restores the default action; forked
+children get the default action back.
+
+It is off by default because a process-wide handler is visible to the program: Lightning's
+signal connector chains it into its own handling (and its tests see it). Without it, a SIGTERM
+kills the process as usual and the open run's report is not written (see ``docs/reliability.md``).
 
 Example:
-    >>> isinstance(Terminated(), SystemExit), isinstance(RunNotEnded(), RuntimeError)
-    (True, True)
+    >>> isinstance(Terminated(), SystemExit)
+    True
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from hf_eco2ai.telemetry.spans import RunTelemetry
+from hf_eco2ai.run.registry import end_open_runs
 
 _LOG = logging.getLogger(__name__)
 
@@ -46,60 +43,6 @@ inside the usual grace periods: ``docker stop`` 10 s, Kubernetes and Slurm 30 s)
 
 class Terminated(SystemExit):
     """The run was ended by SIGTERM (report status ``interrupted``)."""
-
-
-class RunNotEnded(RuntimeError):
-    """The process exited while the run was still open (report status ``error``)."""
-
-
-_runs: weakref.WeakKeyDictionary[RunTelemetry, int] = weakref.WeakKeyDictionary()
-_runs_lock = threading.Lock()
-_at_exit_registered = False
-_exiting = False
-
-
-def background_work_allowed() -> bool:
-    """False once the interpreter runs its exit handlers: non-daemon threads started then are
-    not waited for, so report files must be written on the calling thread."""
-    return not _exiting
-
-
-def track_run(run: RunTelemetry) -> None:
-    """Remember ``run`` (called when it begins) so it can be ended at SIGTERM or exit."""
-    global _at_exit_registered
-    with _runs_lock:
-        _runs[run] = os.getpid()
-        if not _at_exit_registered:
-            _at_exit_registered = True
-            atexit.register(_end_open_runs_at_exit)
-
-
-def open_runs() -> list[RunTelemetry]:
-    """Runs begun in this process (not inherited through fork) and not ended yet."""
-    pid = os.getpid()
-    with _runs_lock:
-        items = list(_runs.items())
-    return [run for run, owner in items if owner == pid and run.running]
-
-
-def end_open_runs(error: BaseException) -> int:
-    """End every open run of this process with ``error``; the number ended."""
-    ended = 0
-    for run in open_runs():
-        try:
-            run.end_run({}, error)
-            ended += 1
-        except Exception:
-            _LOG.warning("hf-eco2ai: could not end an open run", exc_info=True)
-    return ended
-
-
-def _end_open_runs_at_exit() -> None:
-    global _exiting
-    _exiting = True
-    ended = end_open_runs(RunNotEnded("the process exited while the run was still open"))
-    if ended:
-        _LOG.warning("hf-eco2ai: %d run(s) still open at exit ended with status error", ended)
 
 
 def flush_providers(*providers: Any) -> Callable[[float], None]:
@@ -171,15 +114,12 @@ class SigtermHandler:
 
     def _finish(self) -> None:
         started = time.monotonic()
-        ended = end_open_runs(Terminated(f"received signal {signal.Signals.SIGTERM.name}"))
+        error = Terminated(f"received signal {signal.Signals.SIGTERM.name}")
+        ended = end_open_runs(error, at_last_activity=False)
         if ended:
             _LOG.warning("hf-eco2ai: SIGTERM: %d open run(s) ended and reported", ended)
         deadline = started + SIGTERM_GRACE_S - 0.5
         self._flush(max(0.1, deadline - time.monotonic()))
-        from hf_eco2ai.report import wait_for_png
-
-        if not wait_for_png(max(0.0, deadline - time.monotonic())):
-            _LOG.warning("hf-eco2ai: SIGTERM: power.png not finished in time")
 
     @staticmethod
     def _die(signum: int) -> None:

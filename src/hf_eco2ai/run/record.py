@@ -1,0 +1,105 @@
+"""From a finished run to its :class:`~hf_eco2ai.report.RunRecord`, and on to the outputs.
+
+The run builds the record (the facts); the outputs format it (``report.json``,
+``emissions.csv``, ``power.png``, the printed summary). Nothing here measures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hf_eco2ai.ledger import Snapshot
+from hf_eco2ai.report import (
+    DeviceTotal,
+    RunRecord,
+    print_summary,
+    write_run_report,
+)
+from hf_eco2ai.run.registry import InstrumentationRemoved
+from hf_eco2ai.telemetry.spans import OpenSpan
+from hf_eco2ai.windows import EnergyWindow, device_energies
+
+if TYPE_CHECKING:
+    from hf_eco2ai.run.run import Run
+
+_LOG = logging.getLogger("hf_eco2ai")
+
+
+def run_status(error: BaseException | None) -> tuple[str, str | None]:
+    """``(status, error_type)`` of a run ended with ``error``.
+
+    >>> run_status(None), run_status(KeyboardInterrupt()), run_status(ValueError())
+    (('ok', None), ('interrupted', 'KeyboardInterrupt'), ('error', 'ValueError'))
+    """
+    if error is None:
+        return "ok", None
+    interrupted = isinstance(error, (KeyboardInterrupt, SystemExit, InstrumentationRemoved))
+    return ("interrupted" if interrupted else "error"), type(error).__qualname__
+
+
+def build_record(
+    run: Run,
+    opened: OpenSpan,
+    end_snap: Snapshot,
+    window: EnergyWindow,
+    error: BaseException | None,
+) -> RunRecord:
+    """The record of ``run``, whose run span ``opened`` just ended with ``window``."""
+    end_ns = opened.t_ns + int(window.duration_s * 1e9)
+    before = device_energies(opened.snap, opened.t_ns)
+    after = device_energies(end_snap, end_ns)
+    devices = [
+        DeviceTotal(
+            dev.info,
+            max(0.0, after[k] - (before[k] if k < len(before) else 0.0)),
+            dev.status,
+            dev.errors,
+        )
+        for k, dev in enumerate(end_snap.devices)
+    ]
+    status, error_type = run_status(error)
+    config = run.config
+    attributes = dict(opened.attrs)
+    if run.ended_late:
+        attributes["hf_eco2ai.run.ended_late"] = True
+    record = RunRecord(
+        framework=run.framework,
+        span=run.run_name,
+        status=status,
+        error_type=error_type,
+        start_unix=run.start_unix,
+        end_unix=run.start_unix + window.duration_s if run.ended_late else time.time(),
+        start_ns=opened.t_ns,
+        end_ns=end_ns,
+        window=window,
+        devices=devices,
+        samples=run.counters.run_samples,
+        tokens=run.counters.run_tokens,
+        pue=run.session.monitor.ledger.pue,
+        segments=list(run.segments),
+        attributes=attributes,
+        projection=run.projector.latest,
+        budget=run.projector.budget(),
+        rank=run.rank.rank,
+        local_rank=run.rank.local_rank,
+        world_size=run.rank.world_size,
+        project_name=config.project_name,
+        experiment_description=config.experiment_description,
+        history=run.session.monitor.history(),
+    )
+    if run.rank.host_name:
+        record.host = run.rank.host_name
+    return record
+
+
+def deliver_record(record: RunRecord, output_dir: Path) -> str:
+    """Write the report files of ``record`` under ``output_dir`` (and print the summary table on
+    global rank 0); the run's report directory."""
+    written = write_run_report(record, output_dir, png=True)
+    if record.rank == 0:
+        print_summary(written.report)
+        _LOG.info("hf-eco2ai: run report written to %s", written.directory)
+    return str(written.directory)
