@@ -1,8 +1,10 @@
-"""Generate the reference parts of the docs from the code (config fields, metric registry).
+"""Generate the reference parts of the docs and the ``environment_variables`` module from the code.
 
-``python -m hf_eco2ai.docgen`` rewrites the blocks between ``<!-- BEGIN GENERATED: x -->`` and
-``<!-- END GENERATED: x -->`` in ``docs/configuration.md`` and ``docs/metrics.md``;
-``--check`` exits 1 when they are stale (the test suite runs the check).
+From the ``CarbonConfig`` field table and the metric registry, ``python -m hf_eco2ai.docgen``
+rewrites the blocks between ``<!-- BEGIN GENERATED: x -->`` and ``<!-- END GENERATED: x -->`` in
+``docs/configuration.md`` and ``docs/metrics.md``, and the whole of
+``src/hf_eco2ai/environment_variables.py``; ``--check`` exits 1 when one is stale (the test
+suite runs the check).
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from pathlib import Path
 
-from hf_eco2ai.config import field_docs
+from hf_eco2ai.config import field_docs, field_specs
 from hf_eco2ai.telemetry.names import markdown_table
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND = "python -m hf_eco2ai.docgen"
 
 
 def config_table() -> str:
@@ -25,6 +31,27 @@ def config_table() -> str:
     for name, env, default, allowed, help_text in field_docs():
         lines.append(f"| `{name}` | `{env}` | `{default}` | {allowed} | {help_text} |")
     return "\n".join(lines) + "\n"
+
+
+ENV_MODULE_HEADER = f'''"""Environment variables read by hf-eco2ai (the ``opentelemetry_environment_variables`` entry point).
+
+``opentelemetry-instrument`` turns each into a command-line flag: ``OTEL_PYTHON_HF_ECO2AI_PUE``
+becomes ``--hf_eco2ai_pue``. Every variable maps to the :class:`~hf_eco2ai.config.CarbonConfig`
+field of the same name in lower case.
+
+Generated from the ``CarbonConfig`` field table by ``{COMMAND}``: do not edit.
+"""
+'''
+
+
+def environment_variables_module() -> str:
+    """The source of ``hf_eco2ai/environment_variables.py``: one constant per field."""
+    parts = [ENV_MODULE_HEADER]
+    for spec in field_specs():
+        text = f"{spec.help} Allowed: {spec.kind.allowed()}; default: {spec.default!r}."
+        doc = textwrap.fill(text, width=96, break_long_words=False, break_on_hyphens=False)
+        parts.append(f'\n{spec.env_var} = "{spec.env_var}"\n"""{doc}"""\n')
+    return "".join(parts)
 
 
 BLOCKS = {"configuration.md": ("config", config_table), "metrics.md": ("metrics", markdown_table)}
@@ -42,20 +69,28 @@ def render(text: str, key: str, body: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--docs", default="docs", help="the docs directory")
-    parser.add_argument("--check", action="store_true", help="fail if a page is stale")
+    parser.add_argument("--docs", default=str(ROOT / "docs"), help="the docs directory")
+    parser.add_argument(
+        "--env-module",
+        default=str(ROOT / "src" / "hf_eco2ai" / "environment_variables.py"),
+        help="the environment_variables module to write",
+    )
+    parser.add_argument("--check", action="store_true", help="fail if a file is stale")
     ns = parser.parse_args(argv)
-    stale = []
+    outputs: list[tuple[Path, str]] = []
     for page, (key, make) in BLOCKS.items():
         path = Path(ns.docs) / page
-        text = path.read_text(encoding="utf-8")
-        new = render(text, key, make())
-        if new != text:
-            stale.append(page)
+        outputs.append((path, render(path.read_text(encoding="utf-8"), key, make())))
+    outputs.append((Path(ns.env_module), environment_variables_module()))
+    stale = []
+    for path, new in outputs:
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if new != old:
+            stale.append(str(path))
             if not ns.check:
                 path.write_text(new, encoding="utf-8")
     if ns.check and stale:
-        print("stale generated docs: " + ", ".join(stale) + " (run python -m hf_eco2ai.docgen)")
+        print(f"stale generated files: {', '.join(stale)} (run {COMMAND})")
         return 1
     return 0
 
