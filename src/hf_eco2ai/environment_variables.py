@@ -4,7 +4,7 @@
 becomes ``--hf_eco2ai_pue``. Every variable maps to the :class:`~hf_eco2ai.config.CarbonConfig`
 field of the same name in lower case.
 
-Generated from the ``CarbonConfig`` field table by ``python -m hf_eco2ai.docgen``: do not edit.
+Generated from the ``CarbonConfig`` field table by ``python tools/docgen.py``: do not edit.
 """
 
 OTEL_PYTHON_HF_ECO2AI_SAMPLE_INTERVAL = "OTEL_PYTHON_HF_ECO2AI_SAMPLE_INTERVAL"

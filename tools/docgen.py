@@ -1,10 +1,11 @@
 """Generate the reference parts of the docs and the ``environment_variables`` module from the code.
 
-From the ``CarbonConfig`` field table and the metric registry, ``python -m hf_eco2ai.docgen``
+From the ``CarbonConfig`` field table and the metric registry, ``python tools/docgen.py``
 rewrites the blocks between ``<!-- BEGIN GENERATED: x -->`` and ``<!-- END GENERATED: x -->`` in
 ``docs/configuration.md`` and ``docs/metrics.md``, and the whole of
 ``src/hf_eco2ai/environment_variables.py``; ``--check`` exits 1 when one is stale (the test
-suite runs the check).
+suite runs the check). A maintainer's tool, not part of the installed package: it documents the
+``hf_eco2ai`` of this checkout (``src/``), whatever is installed.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from hf_eco2ai.config import field_docs, field_specs
-from hf_eco2ai.telemetry.names import markdown_table
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
 
-ROOT = Path(__file__).resolve().parents[2]
-COMMAND = "python -m hf_eco2ai.docgen"
+from hf_eco2ai.config import field_docs, field_specs  # noqa: E402
+from hf_eco2ai.telemetry.names import markdown_table  # noqa: E402
+
+COMMAND = "python tools/docgen.py"
 
 
 def config_table() -> str:
