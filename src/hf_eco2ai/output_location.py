@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 NAME_MAX = 255
@@ -126,6 +125,8 @@ def writability_problem(path: str) -> str | None:
         if anchor == path:
             return f"a directory ({path!r} exists and is not a directory)"
         return f"a location where a directory can be created ({anchor!r} is not a directory)"
+    import tempfile  # its names come from a private generator, not the global ``random``
+
     try:
         fd, probe = tempfile.mkstemp(prefix=".hf-eco2ai-write-test-", dir=anchor)
     except OSError as exc:

@@ -73,3 +73,15 @@ def test_broken_symlink_on_the_way_is_named(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path / "gone")
     problem = loc.writability_problem(str(tmp_path / "link" / "runs")) or ""
     assert "points nowhere" in problem and "link" in problem
+
+
+def test_probe_does_not_draw_from_the_global_random_generator(tmp_path: Path) -> None:
+    """The user's random stream is theirs (the Trainer seeds it): the probe's unique name must
+    come from elsewhere."""
+    import random
+
+    random.seed(1234)
+    expected = random.random()
+    random.seed(1234)
+    assert loc.writability_problem(str(tmp_path / "runs")) is None
+    assert random.random() == expected
