@@ -114,9 +114,9 @@ class CarbonConfig:
     gpu_devices: tuple[str, ...] | None = setting(
         None,
         GpuDevices(),
-        "GPUs to measure, as CUDA indices or UUIDs; default: the GPUs this process owns.",
+        "GPUs to measure, as CUDA/HIP indices or UUIDs; default: the GPUs this process owns.",
     )
-    track_gpu: bool = setting(True, Flag(), "Measure GPUs (NVML).")
+    track_gpu: bool = setting(True, Flag(), "Measure GPUs (NVML; amdsmi for AMD).")
     track_cpu: bool = setting(True, Flag(), "Measure the CPU (RAPL or TDP model).")
     track_ram: bool = setting(True, Flag(), "Estimate RAM energy (RAM model).")
     cpu_tdp: float | None = setting(

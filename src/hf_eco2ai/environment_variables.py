@@ -43,11 +43,11 @@ OTEL_PYTHON_HF_ECO2AI_CLOUD_METADATA = "OTEL_PYTHON_HF_ECO2AI_CLOUD_METADATA"
 true or false; default: False."""
 
 OTEL_PYTHON_HF_ECO2AI_GPU_DEVICES = "OTEL_PYTHON_HF_ECO2AI_GPU_DEVICES"
-"""GPUs to measure, as CUDA indices or UUIDs; default: the GPUs this process owns. Allowed: CUDA
-device indices (0, 1, …) or GPU UUIDs ('GPU-…', 'MIG-…'), e.g. '0,1'; default: None."""
+"""GPUs to measure, as CUDA/HIP indices or UUIDs; default: the GPUs this process owns. Allowed:
+CUDA device indices (0, 1, …) or GPU UUIDs ('GPU-…', 'MIG-…'), e.g. '0,1'; default: None."""
 
 OTEL_PYTHON_HF_ECO2AI_TRACK_GPU = "OTEL_PYTHON_HF_ECO2AI_TRACK_GPU"
-"""Measure GPUs (NVML). Allowed: true or false; default: True."""
+"""Measure GPUs (NVML; amdsmi for AMD). Allowed: true or false; default: True."""
 
 OTEL_PYTHON_HF_ECO2AI_TRACK_CPU = "OTEL_PYTHON_HF_ECO2AI_TRACK_CPU"
 """Measure the CPU (RAPL or TDP model). Allowed: true or false; default: True."""
