@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := constraints/test.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint type docs build doctor bench clean
+.PHONY: demo test lint type docs gen build doctor bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ type: $(STAMP)
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+## Regenerate what is generated from the code: the tables in docs/configuration.md and
+## docs/metrics.md, and src/hf_eco2ai/environment_variables.py (the tests check they are current).
+gen: $(STAMP)
+	$(PY) tools/docgen.py
 
 build: $(STAMP)
 	rm -rf dist

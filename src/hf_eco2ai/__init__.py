@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hf_eco2ai.config import CarbonConfig, ConfigError
+from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.errors import ConfigError
 from hf_eco2ai.instrumentor import HFEco2AIInstrumentor
 from hf_eco2ai.version import __version__
 

@@ -184,3 +184,172 @@ def test_bad_env_under_opentelemetry_instrument_fails_loudly_at_start(tmp_path: 
     assert "between 1 and 3" in out
     assert "hf-eco2ai: NOT measuring this process" in out
     assert not (tmp_path / "runs").exists()
+
+
+# ----------------------------------------------------------- bytes that are not UTF-8 (§4)
+UNDECODABLE = "caf\udce9"  # b"caf\xe9" (Latin-1) as os.environ holds it (surrogateescape)
+
+
+def test_text_settings_with_invalid_utf8_are_replaced_visibly_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Would catch: undecodable bytes in the project name or description accepted as lone
+    surrogates, so that every emissions.csv row is lost at the end (UnicodeEncodeError) and
+    report.json holds text strict JSON parsers refuse; or a replacement made in silence."""
+    import json
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="hf_eco2ai.config")
+    env = {
+        env_var_name("project_name"): UNDECODABLE,
+        env_var_name("experiment_description"): "r\udcc3\udca9sum\udcff",
+    }
+    config = CarbonConfig.from_env(env)
+    CarbonConfig.from_env(env)  # once per variable, not per config
+    assert config.project_name == "caf\ufffd"
+    assert config.experiment_description == "r\ufffd\ufffdsum\ufffd"
+    text = json.dumps(config.as_dict(), ensure_ascii=False)
+    text.encode("utf-8")  # strict: what the report and CSV writers need
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    for name in ("project_name", "experiment_description"):
+        message = next(m for m in warnings if f"'{name}'" in m)
+        assert env_var_name(name) in message and "not valid UTF-8" in message
+        assert "U+FFFD" in message
+
+
+@pytest.mark.parametrize("name", field_names())
+def test_no_setting_accepts_text_that_cannot_be_written_as_utf8(name: str) -> None:
+    """Whatever a variable holds, a value accepted at start encodes as UTF-8 (so it cannot make
+    a report fail at the end), or it is refused with the usual ConfigError. Would catch a
+    string setting added later without the check."""
+    for raw in (UNDECODABLE, "GPU-\udce9", "0,\udcff", "\ud800", "runs/\udce9"):
+        try:
+            config = CarbonConfig.from_env({env_var_name(name): raw})
+        except ConfigError as err:
+            _check_message(err, name)
+            continue
+        value = getattr(config, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, str):
+                item.encode("utf-8")
+
+
+def test_output_dir_with_invalid_utf8_is_refused_at_start() -> None:
+    """A path is not text to be repaired: U+FFFD would name another directory. Would catch such
+    a path accepted, then written into report.json as lone surrogates."""
+    with pytest.raises(ConfigError, match="OTEL_PYTHON_HF_ECO2AI_OUTPUT_DIR") as info:
+        CarbonConfig.from_env({env_var_name("output_dir"): "/tmp/" + UNDECODABLE})
+    assert "UTF-8" in info.value.allowed
+
+
+@pytest.mark.slow
+def test_invalid_utf8_bytes_in_the_real_environment(tmp_path: Path) -> None:
+    """The same with real bytes in a child's environment (os.environb), as a shell sets them."""
+    program = (
+        "from hf_eco2ai import CarbonConfig\n"
+        "c = CarbonConfig.from_env()\n"
+        "c.project_name.encode('utf-8')\n"
+        "print(ascii(c.project_name))\n"
+    )
+    env = {k: v for k, v in os.environb.items() if not k.startswith(b"OTEL_")}
+    env[b"OTEL_PYTHON_HF_ECO2AI_PROJECT_NAME"] = b"caf\xe9"
+    env[b"PYTHONPATH"] = os.pathsep.join(sys.path).encode()
+    proc = subprocess.run(
+        [sys.executable, "-c", program],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "'caf\\ufffd'"
+    assert "OTEL_PYTHON_HF_ECO2AI_PROJECT_NAME" in proc.stderr
+    assert proc.stderr.count("not valid UTF-8") == 1
+
+
+# ----------------------------------------------------------- output_dir checked at start (§5)
+def _output_dir_error(value: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        CarbonConfig.from_env({env_var_name("output_dir"): value})
+    _check_message(info.value, "output_dir")
+    return info.value
+
+
+def test_output_dir_that_is_a_regular_file_is_refused_at_start(tmp_path: Path) -> None:
+    """Would catch: a file given as output directory, or a path through a file, accepted at
+    start and failing only when the report is written at the end (the report lost)."""
+    plain = tmp_path / "notes.txt"
+    plain.write_text("x")
+    assert "not a directory" in _output_dir_error(str(plain)).allowed
+    assert "not a directory" in _output_dir_error(str(plain / "runs")).allowed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_output_dir_too_long_for_the_file_system_is_refused_at_start(tmp_path: Path) -> None:
+    """Would catch: a component over NAME_MAX (255 bytes) or a path over PATH_MAX (4096)
+    accepted at start (ENAMETOOLONG at the end)."""
+    err = _output_dir_error(str(tmp_path / ("x" * 256) / "runs"))
+    assert "at most 255 bytes" in err.allowed
+    err = _output_dir_error(str(tmp_path.joinpath(*["d" * 200] * 21)))
+    assert "PATH_MAX" in err.allowed
+    # multi-byte names count in bytes: 128 × 'é' is 256 bytes
+    assert "255 bytes" in _output_dir_error(str(tmp_path / ("é" * 128))).allowed
+    CarbonConfig(output_dir=str(tmp_path / ("x" * 255)))  # the longest name is fine
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_output_dir_that_cannot_be_created_is_refused_at_start() -> None:
+    """A real create/remove probe, so that it holds for root too (who passes every permission
+    check): nothing can be created under /proc. Would catch a check by permission bits only."""
+    err = _output_dir_error("/proc/hf-eco2ai-test/runs")
+    assert "writable" in err.allowed and "'/proc'" in err.allowed
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere"
+)
+def test_output_dir_in_a_read_only_directory_is_refused_at_start(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        err = _output_dir_error(str(locked / "runs"))
+    finally:
+        locked.chmod(0o700)
+    assert "writable" in err.allowed
+    assert list(locked.iterdir()) == []
+
+
+def test_output_dir_is_expanded_and_made_absolute_once_without_creating_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Would catch: '~' kept literally (reports in a './~' directory), a relative path resolved
+    late (after an os.chdir, power.png and report.json in different places), or the probe
+    leaving a file or directory behind."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    config = CarbonConfig.from_env({env_var_name("output_dir"): "~/deep/runs"})
+    assert config.output_dir == str(home / "deep" / "runs")
+    relative = CarbonConfig(output_dir="runs/../reports")
+    monkeypatch.chdir(home)
+    assert relative.output_dir == str(tmp_path / "reports")
+    assert relative.replace(pue=1.1).output_dir == str(tmp_path / "reports")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["home"]
+
+
+def test_output_dir_is_only_probed_when_reports_are_written(tmp_path: Path) -> None:
+    """With write_report=false the directory is never used: a bad one does not stop the job
+    from being measured (a syntactically impossible one still does)."""
+    plain = tmp_path / "file"
+    plain.write_text("")
+    config = CarbonConfig(output_dir=str(plain), write_report=False)
+    assert config.output_dir == str(plain)
+    with pytest.raises(ConfigError, match="'output_dir'"):
+        config.replace(write_report=True)
+    with pytest.raises(ConfigError, match="255 bytes"):
+        CarbonConfig(output_dir=str(tmp_path / ("x" * 300)), write_report=False)

@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity
-from hf_eco2ai.config import CarbonConfig, ConfigError, env_var_name, field_names
+from hf_eco2ai.config import CarbonConfig, ConfigError, env_var_name, field_names, field_specs
+from hf_eco2ai.config_fields import Number
 from hf_eco2ai.ledger import J_PER_KWH, Ledger
 from hf_eco2ai.sampler import Sampler
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading, SensorError
@@ -56,13 +57,10 @@ def test_any_env_text_gives_a_config_or_one_clear_error(name: str, raw: str) -> 
     assert config.sources[name] == f"env {var}"
 
 
-NUMBERS = {
-    "sample_interval": (0.05, 60.0),
-    "pue": (1.0, 3.0),
-    "carbon_intensity": (0.0, 2000.0),
-    "carbon_refresh_interval": (60.0, 86400.0),
-    "cpu_tdp": (1.0, 2000.0),
-    "ram_power_per_gb": (0.0, 10.0),
+NUMBERS = {  # float fields with closed bounds, read from the one field table
+    spec.name: (float(spec.kind.lo), float(spec.kind.hi))
+    for spec in field_specs()
+    if isinstance(spec.kind, Number) and not spec.kind.integer and not spec.kind.lo_open
 }
 
 

@@ -7,5 +7,6 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _run_in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run reports (default output_dir 'hf-eco2ai-runs', relative) land in a temp dir."""
+    """Run reports under the fallback location (`./hf-eco2ai-runs` when output_dir is unset and
+    the framework names no directory) land in a temp dir."""
     monkeypatch.chdir(tmp_path)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hf_eco2ai.carbon import refresh_tables as rt
+from tests.maintainer_tools import TOOLS, load_tool
+
+rt = load_tool("refresh_tables")
 
 ISO = {
     "3166-1": [
@@ -232,14 +234,13 @@ def test_missing_iso_without_current_tables(tmp_path: Path) -> None:
         rt.build_tables(src, tmp_path / "nothing")
 
 
-def test_runs_as_module(tmp_path: Path) -> None:
+def test_runs_as_a_script(tmp_path: Path) -> None:
     src = _write_sources(tmp_path / "src")
     out = tmp_path / "out"
     result = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "hf_eco2ai.carbon.refresh_tables",
+            str(TOOLS / "refresh_tables.py"),
             "--from",
             str(src),
             "--out",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hf_eco2ai.config import CarbonConfig, ConfigError, env_var_name, field_docs, field_names
@@ -13,6 +15,7 @@ def test_defaults() -> None:
     assert cfg.step_span_every == 0
     assert cfg.track_gpu and cfg.track_cpu and cfg.track_ram
     assert cfg.history_size == 3600
+    assert cfg.output_dir is None  # the framework's own output location, see output_location
     assert all(cfg.sources[name] == "default" for name in field_names())
 
 
@@ -60,7 +63,8 @@ def test_frozen() -> None:
         ("ram_power_per_gb", -0.1),
         ("ram_power_per_gb", 11),
         ("output_dir", ""),
-        ("output_dir", None),
+        ("output_dir", b"runs"),
+        ("output_dir", "~no-such-user-hf-eco2ai/runs"),
         ("step_span_every", -1),
         ("step_span_every", 1.5),
         ("history_size", 5),
@@ -228,3 +232,116 @@ def test_misspelt_env_variable_is_named_with_the_closest_setting(
     other = next(m for m in messages if "_XYZ" in m)
     assert "did you mean" not in other
     assert "is ignored" in other
+
+
+# ------------------------------------------------------------------ the one field table
+def test_every_field_is_declared_once_with_kind_help_and_default() -> None:
+    """Would catch: a field added to the dataclass without a kind (unvalidated, undocumented,
+    no environment variable), or a table that drifts from the dataclass."""
+    import dataclasses
+
+    from hf_eco2ai.config import field_specs
+
+    declared = [f.name for f in dataclasses.fields(CarbonConfig) if f.name != "sources"]
+    specs = field_specs()
+    assert [s.name for s in specs] == declared == list(field_names())
+    for spec in specs:
+        assert spec.help.strip() and spec.kind.allowed()
+        assert spec.env_var == env_var_name(spec.name)
+        assert getattr(CarbonConfig(), spec.name) == spec.default
+
+
+def test_numeric_bounds_live_in_the_kind_and_are_what_errors_and_docs_say() -> None:
+    """The bounds are written once (the field's kind): the values just inside are accepted, just
+    outside refused, and the error and the docs quote the same allowed text. Would catch bounds
+    checked in one place and described in another."""
+    import math
+
+    from hf_eco2ai.config import field_specs
+    from hf_eco2ai.config_fields import Number
+
+    docs = {row[0]: row[3] for row in field_docs()}
+    numbers = [s for s in field_specs() if isinstance(s.kind, Number)]
+    assert len(numbers) >= 9
+    for spec in numbers:
+        kind = spec.kind
+        assert isinstance(kind, Number)
+        step = 1 if kind.integer else 0
+        hi = kind.hi
+        CarbonConfig(**{spec.name: int(hi) if kind.integer else hi})
+        above = hi + 1 if kind.integer else math.nextafter(hi, math.inf)
+        with pytest.raises(ConfigError) as info:
+            CarbonConfig(**{spec.name: above})
+        assert info.value.allowed == kind.allowed() == docs[spec.name]
+        if not kind.lo_open:
+            CarbonConfig(**{spec.name: int(kind.lo) if kind.integer else kind.lo})
+        below = kind.lo - step if kind.integer else math.nextafter(kind.lo, -math.inf)
+        with pytest.raises(ConfigError):
+            CarbonConfig(**{spec.name: kind.lo if kind.lo_open else below})
+
+
+def test_environment_variables_module_is_generated_from_the_table() -> None:
+    from hf_eco2ai import environment_variables
+    from hf_eco2ai.config import field_specs
+
+    source = environment_variables.__doc__ or ""
+    assert "Generated from the ``CarbonConfig`` field table" in source
+    for spec in field_specs():
+        assert getattr(environment_variables, spec.env_var) == spec.env_var
+
+
+def _imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, at module level, lazily in a function, or for typing."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_import_circle_between_config_and_carbon() -> None:
+    """Would catch: ``carbon/tables.py`` importing ``hf_eco2ai.config`` again for ConfigError
+    (at module level or inside a function) while config validates with the carbon tables."""
+    import hf_eco2ai
+
+    root = Path(hf_eco2ai.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(("hf_eco2ai", *parts))] = path
+    graph = {name: _imports_of(path) & set(modules) for name, path in modules.items()}
+    graph["hf_eco2ai"] = set()  # the package's __init__ is the public face, above everything
+
+    def reach(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph[name])
+        return seen
+
+    assert "hf_eco2ai.errors" in graph["hf_eco2ai.carbon.tables"]
+    assert graph["hf_eco2ai.errors"] == set()  # a leaf
+    assert "hf_eco2ai.config" not in reach("hf_eco2ai.config")
+    for name in modules:
+        if name.startswith("hf_eco2ai.carbon") and name in reach("hf_eco2ai.config"):
+            assert "hf_eco2ai.config" not in reach(name), name
+
+
+def test_config_error_is_one_class_everywhere() -> None:
+    import hf_eco2ai
+    from hf_eco2ai import config, errors
+    from hf_eco2ai.carbon import tables
+
+    assert hf_eco2ai.ConfigError is config.ConfigError is errors.ConfigError
+    with pytest.raises(config.ConfigError):
+        tables.ensure_table_available("ember")

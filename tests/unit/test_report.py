@@ -164,13 +164,10 @@ def test_write_report_false_writes_nothing(fake_devices: None, tmp_path: Path) -
 
 def test_unwritable_output_dir_never_breaks_training(fake_devices: None, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
+    config = CarbonConfig(sample_interval=0.05, output_dir=str(blocker / "runs"))
+    blocker.write_text("not a directory")  # unwritable after the start (refused at start)
     inst = HFEco2AIInstrumentor()
-    inst.instrument(
-        tracer_provider=TracerProvider(),
-        meter_provider=MeterProvider(),
-        config=CarbonConfig(sample_interval=0.05, output_dir=str(blocker / "runs")),
-    )
+    inst.instrument(tracer_provider=TracerProvider(), meter_provider=MeterProvider(), config=config)
     try:
         result = make_trainer(str(tmp_path / "t"), train_size=32, eval_size=8, epochs=1).train()
     finally:

@@ -256,7 +256,7 @@ def resolve_intensity(
         background: whether the live provider fetches on a background thread.
 
     Raises:
-        hf_eco2ai.config.ConfigError: ``carbon_table='eco2ai'`` without eco2ai installed.
+        hf_eco2ai.errors.ConfigError: ``carbon_table='eco2ai'`` without eco2ai installed.
 
     >>> from hf_eco2ai.config import CarbonConfig
     >>> resolve_intensity(CarbonConfig(carbon_intensity=120.0), environ={}).intensity

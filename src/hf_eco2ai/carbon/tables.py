@@ -33,6 +33,7 @@ from pathlib import Path
 
 from hf_eco2ai.carbon.countries import get_country, read_data_text
 from hf_eco2ai.carbon.intensity import CarbonIntensity
+from hf_eco2ai.errors import ConfigError
 
 logger = logging.getLogger("hf_eco2ai.carbon")
 
@@ -317,7 +318,7 @@ def lookup(country: str, region: str | None = None, *, table: str = "builtin") -
 
     Raises:
         KeyError: ``country`` is not an ISO 3166-1 code.
-        hf_eco2ai.config.ConfigError: ``table`` is unknown or unavailable.
+        hf_eco2ai.errors.ConfigError: ``table`` is unknown or unavailable.
 
     >>> lookup("US", "WA").zone
     'US-WA'
@@ -373,8 +374,6 @@ def lookup(country: str, region: str | None = None, *, table: str = "builtin") -
 # --------------------------------------------------------------------------- eco2ai table
 def _check_table(table: str) -> None:
     if table not in TABLES:
-        from hf_eco2ai.config import ConfigError
-
         raise ConfigError("carbon_table", table, "'builtin' or 'eco2ai'")
 
 
@@ -405,7 +404,7 @@ def ensure_table_available(table: str) -> None:
     """Check that ``table`` can be used; call it when validating the configuration.
 
     Raises:
-        hf_eco2ai.config.ConfigError: a :class:`ValueError` naming ``carbon_table`` and its env var
+        hf_eco2ai.errors.ConfigError: a :class:`ValueError` naming ``carbon_table`` and its env var
             ``OTEL_PYTHON_HF_ECO2AI_CARBON_TABLE``: unknown table, or ``eco2ai`` without the
             ``eco2ai`` extra installed.
 
@@ -413,8 +412,6 @@ def ensure_table_available(table: str) -> None:
     """
     _check_table(table)
     if table == "eco2ai" and eco2ai_table_path() is None:
-        from hf_eco2ai.config import ConfigError
-
         raise ConfigError(
             "carbon_table",
             table,

@@ -6,7 +6,6 @@ calls; the run hands spans to :mod:`hf_eco2ai.telemetry` and a finished record t
 
 from hf_eco2ai.run.batches import batch_size_and_tokens, parameter_count
 from hf_eco2ai.run.counters import RunCounters
-from hf_eco2ai.run.output_dir import resolve_output_dir
 from hf_eco2ai.run.registry import InstrumentationRemoved, RunNotEnded, end_open_runs, open_runs
 from hf_eco2ai.run.run import Run
 from hf_eco2ai.run.summary import format_grams, summary_line
@@ -21,6 +20,5 @@ __all__ = [
     "format_grams",
     "open_runs",
     "parameter_count",
-    "resolve_output_dir",
     "summary_line",
 ]

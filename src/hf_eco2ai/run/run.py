@@ -48,10 +48,10 @@ from hf_eco2ai._state import active_session
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.distributed import JobAccounting, RankContribution, RankInfo, rank_info
 from hf_eco2ai.ledger import Snapshot
+from hf_eco2ai.output_location import resolve_output_dir
 from hf_eco2ai.projection import Projector
 from hf_eco2ai.run import registry
 from hf_eco2ai.run.counters import RunCounters
-from hf_eco2ai.run.output_dir import resolve_output_dir
 from hf_eco2ai.run.record import build_record, deliver_record
 from hf_eco2ai.run.summary import summary_line
 from hf_eco2ai.telemetry.session import TelemetrySession

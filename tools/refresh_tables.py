@@ -1,9 +1,9 @@
 """Rebuild the carbon-intensity tables under ``hf_eco2ai/carbon/data/`` from downloaded sources.
 
-Run it with the directory holding the source files (see ``data/README.md`` for where each comes
-from)::
+Run it with the directory holding the source files (``src/hf_eco2ai/carbon/data/README.md`` says
+where each comes from)::
 
-    python -m hf_eco2ai.carbon.refresh_tables --from ~/Downloads/carbon-sources [--out DIR]
+    python tools/refresh_tables.py --from ~/Downloads/carbon-sources [--out DIR]
 
 Source files (only ``global_energy_mix.json`` is required; a missing optional source keeps the
 rows the shipped tables already hold for it):
@@ -44,8 +44,8 @@ from pathlib import Path
 
 Row = dict[str, str]
 
-#: The directory the tables ship in (``src/hf_eco2ai/carbon/data`` in a checkout).
-DATA_DIR = Path(__file__).resolve().parent / "data"
+#: The directory the tables ship in (``src/hf_eco2ai/carbon/data`` of this checkout).
+DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "hf_eco2ai" / "carbon" / "data"
 
 COUNTRY_COLUMNS = ("alpha2", "alpha3", "name", "intensity_g_per_kwh", "year", "source", "note")
 ZONE_COLUMNS = ("zone", "country", "code", "name", "intensity_g_per_kwh", "year", "source", "note")
@@ -493,9 +493,9 @@ def write_tables(tables: Tables, out: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: ``python -m hf_eco2ai.carbon.refresh_tables --from DIR``."""
+    """Command-line entry point: ``python tools/refresh_tables.py --from DIR``."""
     parser = argparse.ArgumentParser(
-        prog="python -m hf_eco2ai.carbon.refresh_tables",
+        prog="python tools/refresh_tables.py",
         description="Rebuild hf-eco2ai's carbon-intensity tables from downloaded source files.",
     )
     parser.add_argument("--from", dest="src", required=True, type=Path, help="source directory")
