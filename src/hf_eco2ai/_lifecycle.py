@@ -176,10 +176,6 @@ class SigtermHandler:
             _LOG.warning("hf-eco2ai: SIGTERM: %d open run(s) ended and reported", ended)
         deadline = started + SIGTERM_GRACE_S - 0.5
         self._flush(max(0.1, deadline - time.monotonic()))
-        from hf_eco2ai.report import wait_for_png
-
-        if not wait_for_png(max(0.0, deadline - time.monotonic())):
-            _LOG.warning("hf-eco2ai: SIGTERM: power.png not finished in time")
 
     @staticmethod
     def _die(signum: int) -> None:

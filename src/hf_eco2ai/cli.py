@@ -127,7 +127,9 @@ def render_doctor(report: dict[str, Any], out: TextIO) -> None:
 
 
 def _report_commands(ns: argparse.Namespace) -> int:
-    from hf_eco2ai.report import compare_table, load_report, render_png, summary_table
+    from hf_eco2ai.outputs.power_png import render_png
+    from hf_eco2ai.outputs.report_json import load_report
+    from hf_eco2ai.outputs.summary import compare_table, summary_table
 
     try:
         if ns.command == "compare":

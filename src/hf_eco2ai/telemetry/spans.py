@@ -30,7 +30,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from hf_eco2ai._lifecycle import background_work_allowed, track_run
+from hf_eco2ai._lifecycle import track_run
 from hf_eco2ai.ledger import Snapshot
 from hf_eco2ai.projection import Projector
 from hf_eco2ai.telemetry.metrics import TrainingCounters
@@ -38,7 +38,7 @@ from hf_eco2ai.telemetry.session import TelemetrySession
 from hf_eco2ai.windows import EnergyWindow, device_energies, measure_window
 
 if TYPE_CHECKING:
-    from hf_eco2ai.report import RunRecord, Segment
+    from hf_eco2ai.record import RunRecord, Segment
 
 _LOG = logging.getLogger("hf_eco2ai")
 
@@ -184,7 +184,7 @@ class RunTelemetry:
         )
         window = measure_window(opened.snap, opened.t_ns, end_snap, end_ns)
         if kind is not None:
-            from hf_eco2ai.report import Segment
+            from hf_eco2ai.record import Segment
 
             self.segments.append(Segment(kind, index, opened.t_ns, end_ns, window))
         span = opened.span
@@ -346,15 +346,8 @@ class RunTelemetry:
     def _record_run(
         self, opened: _Open, end_snap: Snapshot, window: EnergyWindow, error: BaseException | None
     ) -> None:
-        from hf_eco2ai.report import (
-            PNG_NAME,
-            DeviceTotal,
-            RunRecord,
-            print_summary,
-            render_png,
-            render_png_in_background,
-            write_run_report,
-        )
+        from hf_eco2ai.outputs import print_summary, write_run_report
+        from hf_eco2ai.record import DeviceTotal, RunRecord
 
         config = self.session.config
         end_ns = opened.t_ns + int(window.duration_s * 1e9)
@@ -414,16 +407,11 @@ class RunTelemetry:
         self.last_record = record
         if not config.write_report:
             return
-        written = write_run_report(record, config.output_dir, png=False)
+        written = write_run_report(record, config.output_dir, png=True)
         self.last_report_dir = str(written.directory)
         if record.rank == 0:
             print_summary(written.report)
             _LOG.info("hf-eco2ai: run report written to %s", written.directory)
-        # last: once drawing starts, the training thread shares the GIL with it
-        if background_work_allowed():
-            render_png_in_background(written.report, written.directory / PNG_NAME)
-        else:
-            render_png(written.report, written.directory / PNG_NAME)
 
     # ------------------------------------------------------------------ epoch
     def begin_epoch(self, epoch: int, attrs: Attributes | None = None) -> None:
