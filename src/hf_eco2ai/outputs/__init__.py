@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hf_eco2ai.outputs._files import makedirs
+from hf_eco2ai.outputs._files import make_run_directory
 from hf_eco2ai.outputs.emissions_csv import CSV_NAME, append_csv, csv_row
 from hf_eco2ai.outputs.power_png import (
     PNG_NAME,
@@ -74,23 +74,26 @@ def write_run_report(
     WARNING naming its path and is None in the result; the others are still written.
     """
     base = Path(output_dir)
-    directory = base / record.run_id
     report = build_report(record)
     draw = png and matplotlib_available()
     if png and not draw:
         report["notes"].append(PNG_SKIPPED_NOTE)
-    json_path = _attempt(directory / JSON_NAME, lambda: _write_json(report, directory))
+    directory = base / record.run_id
+    made = _attempt(directory, lambda: make_run_directory(base, record.run_id))
+    json_path = png_path = None
+    if made is not None:
+        if made != directory:
+            _LOG.warning(
+                "hf-eco2ai: %s exists already: this run's report is in %s", directory, made
+            )
+            directory = made
+            report["run"]["id"] = made.name  # the id names the directory the report is in
+        json_path = _attempt(directory / JSON_NAME, lambda: write_json(report, directory))
     csv_path = _attempt(base / CSV_NAME, lambda: _append_row(report, base / CSV_NAME))
-    png_path = None
     if draw and json_path is not None:
         target = directory / PNG_NAME
         png_path = _attempt(target, lambda: target if render_png(report, target) else None)
     return WrittenReport(directory, json_path, csv_path, png_path, report)
-
-
-def _write_json(report: dict[str, Any], directory: Path) -> Path:
-    makedirs(directory)
-    return write_json(report, directory)
 
 
 def _append_row(report: dict[str, Any], path: Path) -> Path:
@@ -103,5 +106,6 @@ def _attempt(path: Path, write: Callable[[], Path | None]) -> Path | None:
     try:
         return write()
     except Exception as exc:
-        _LOG.warning("hf-eco2ai: could not write %s: %s", path, exc)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
+        _LOG.warning("hf-eco2ai: could not write %s: %s", path, why)
         return None

@@ -9,14 +9,25 @@ Example:
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import platform
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from hf_eco2ai.outputs._files import FILE_MODE, makedirs
+from hf_eco2ai.outputs._files import (
+    FILE_MODE,
+    O_BINARY,
+    O_CLOEXEC,
+    O_NOFOLLOW,
+    makedirs,
+    write_all,
+)
+
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not block the training thread
 
 CSV_NAME = "emissions.csv"
 CSV_COLUMNS = (
@@ -72,42 +83,96 @@ def csv_row(report: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def append_csv(path: Path, row: Sequence[str]) -> None:
-    """Append ``row`` (header first if the file is new) under an exclusive file lock."""
-    makedirs(path.parent)
+class RefusedFile(OSError):
+    """An existing ``emissions.csv`` that hf-eco2ai will not append to, and why."""
+
+
+def encode_rows(*rows: Sequence[str]) -> bytes:
+    """CSV lines (``\n``-terminated) as UTF-8; text that cannot be encoded (lone surrogates
+    from undecodable environment bytes) is written as visible ``\\x..`` escapes."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, FILE_MODE)
-    with open(fd, "a+", encoding="utf-8", newline="") as handle:
-        _lock(handle)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8", errors="backslashreplace")
+
+
+def append_csv(path: Path, row: Sequence[str]) -> None:
+    """Append ``row`` (header first if the file is new) under an exclusive file lock.
+
+    All or nothing: the row goes out in one piece starting on a line of its own (a newline
+    first if the file does not end with one), and on any failure the file is cut back to its
+    previous length. Refused (:class:`RefusedFile`) when ``path`` is a symbolic link, not a
+    regular file, or not owned by the current user: a planted file in a shared directory
+    never receives our rows, whatever it points to.
+    """
+    makedirs(path.parent)
+    line = encode_rows(row)
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_BINARY | _O_NONBLOCK
+    try:
+        fd = os.open(path, flags, FILE_MODE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise RefusedFile(errno.ELOOP, "is a symbolic link, not followed", str(path)) from exc
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise RefusedFile(exc.errno, "is not a regular file", str(path)) from exc
+        raise
+    try:
+        _check_ours(fd, path)
+        _lock(fd)
         try:
-            handle.seek(0, os.SEEK_END)
-            if handle.tell() == 0:
-                writer.writerow(CSV_COLUMNS)
-            writer.writerow(row)
-            handle.write(buf.getvalue())
-            handle.flush()
+            size = os.lseek(fd, 0, os.SEEK_END)
+            if size == 0:
+                data = encode_rows(CSV_COLUMNS) + line
+            elif _last_byte(fd, size) != b"\n":
+                data = b"\n" + line  # a partial last line (an older writer): start afresh
+            else:
+                data = line
+            try:
+                write_all(fd, data)
+            except BaseException:
+                os.ftruncate(fd, size)  # nothing of this row stays behind
+                raise
         finally:
-            _unlock(handle)
+            _unlock(fd)
+    finally:
+        os.close(fd)
 
 
-def _lock(handle: TextIO) -> None:
+def _last_byte(fd: int, size: int) -> bytes:
+    os.lseek(fd, size - 1, os.SEEK_SET)  # appends still go to the end (O_APPEND)
+    return os.read(fd, 1)
+
+
+def _check_ours(fd: int, path: Path) -> None:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise RefusedFile(errno.EINVAL, "is not a regular file", str(path))
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is not None and st.st_uid != geteuid():
+        raise RefusedFile(
+            errno.EPERM,
+            f"is owned by uid {st.st_uid}, not by this user (uid {geteuid()})",
+            str(path),
+        )
+
+
+def _lock(fd: int) -> None:
     try:
         import fcntl
 
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX)
     except ImportError:  # pragma: no cover - Windows
         import msvcrt
 
-        msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined]
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined]
 
 
-def _unlock(handle: TextIO) -> None:
+def _unlock(fd: int) -> None:
     try:
         import fcntl
 
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        fcntl.flock(fd, fcntl.LOCK_UN)
     except ImportError:  # pragma: no cover - Windows
         import msvcrt
 
-        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import io
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hf_eco2ai.ledger import J_PER_KWH
-from hf_eco2ai.outputs._files import create, makedirs
+from hf_eco2ai.outputs._files import makedirs, write_atomically
 
 _LOG = logging.getLogger(__name__)
 
@@ -86,9 +86,8 @@ def render_png(report: Mapping[str, Any], path: Path) -> bool:
     lines, labels = ax.get_legend_handles_labels()
     lines2, labels2 = ax2.get_legend_handles_labels()
     ax.legend(lines + lines2, labels + labels2, loc="upper left", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     makedirs(path.parent)
-    tmp = path.with_name(path.name + ".tmp")
-    with create(tmp, "wb") as fh:
-        fig.savefig(fh, format="png")
-    os.replace(tmp, path)  # readers never see half a PNG
+    write_atomically(path, buf.getvalue())  # readers never see half a PNG
     return True

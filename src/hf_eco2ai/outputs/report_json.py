@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_eco2ai.ledger import J_PER_KWH
-from hf_eco2ai.outputs._files import create
+from hf_eco2ai.outputs._files import write_atomically
 from hf_eco2ai.record import RunRecord, Segment
 from hf_eco2ai.version import __version__
 
@@ -185,10 +185,7 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_json(report: dict[str, Any], directory: Path) -> Path:
-    """Write ``report`` as ``directory/report.json`` (via a temporary name, then renamed)."""
+    """Write ``report`` as ``directory/report.json`` (see :func:`write_atomically`)."""
     json_path = directory / JSON_NAME
-    tmp = json_path.with_suffix(".json.tmp")
-    with create(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(report, indent=2))
-    os.replace(tmp, json_path)
+    write_atomically(json_path, json.dumps(report, indent=2).encode("utf-8"))
     return json_path
