@@ -20,7 +20,8 @@ from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor, cli
 from hf_eco2ai.outputs import power_png
 from hf_eco2ai.outputs.emissions_csv import CSV_COLUMNS, append_csv, csv_safe
 from hf_eco2ai.outputs.power_png import PNG_SKIPPED_NOTE, render_png
-from hf_eco2ai.outputs.report_json import load_report, load_schema
+from hf_eco2ai.outputs.report_json import load_schema
+from hf_eco2ai.outputs.report_read import load_report
 from hf_eco2ai.outputs.summary import compare_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))

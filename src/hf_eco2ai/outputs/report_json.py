@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -170,17 +169,6 @@ def load_schema() -> dict[str, Any]:
     """The JSON Schema of report.json."""
     path = Path(__file__).resolve().parents[1] / "data" / "report.schema.json"
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
-
-
-def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a report.json (a directory holding one is accepted too)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / JSON_NAME
-    data = json.loads(p.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ValueError(f"{p} is not an hf-eco2ai run report")
     return data
 
 

@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from hf_eco2ai._text import format_table
@@ -82,6 +82,61 @@ def compare_table(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
         x, y = a[key[0]][key[1]], b[key[0]][key[1]]
         rows.append([label, fmt(x, spec), fmt(y, spec), delta(x, y)])
     return format_table(["", a["run"]["id"][:8], b["run"]["id"][:8], "change"], rows)
+
+
+def comparison_row(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The few facts of a (checked) report that a comparison shows: kept per run instead of
+    the whole report, so comparing hundreds of runs holds only these."""
+    run, totals, eff = report["run"], report["totals"], report["efficiency"]
+    return {
+        "run": {k: run[k] for k in ("id", "start", "status", "duration_s")},
+        "totals": {k: totals[k] for k in ("energy_j", "emissions_g")},
+        "efficiency": {k: eff[k] for k in ("j_per_sample", "j_per_token")},
+    }
+
+
+def compare_many_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Many runs, one line each, oldest first; the energy change is against the oldest.
+
+    >>> row = lambda i, e: {"run": {"id": f"{i}" * 32, "start": f"2026-01-0{i}T00:00:00+00:00",
+    ...     "status": "ok", "duration_s": 1.0}, "totals": {"energy_j": e, "emissions_g": 0.5},
+    ...     "efficiency": {"j_per_sample": None, "j_per_token": None}}
+    >>> print(compare_many_table([row(2, 15.0), row(1, 10.0)]).splitlines()[-1])  # doctest: +NORMALIZE_WHITESPACE
+    22222222  2026-01-02 00:00:00  ok  15.00  500 mg  n/a  1.0  +50.0%
+    """
+    ordered = sorted(rows, key=lambda r: str(r["run"]["start"]))
+    base = ordered[0]["totals"]["energy_j"] if ordered else 0.0
+    table = []
+    for r in ordered:
+        run, totals, eff = r["run"], r["totals"], r["efficiency"]
+        energy = totals["energy_j"]
+        table.append(
+            [
+                run["id"][:8],
+                str(run["start"])[:19].replace("T", " "),
+                run["status"],
+                f"{energy:.2f}",
+                format_co2(totals["emissions_g"]),
+                "n/a" if eff["j_per_sample"] is None else f"{eff['j_per_sample']:.5f}",
+                f"{run['duration_s']:.1f}",
+                f"{(energy - base) / base:+.1%}" if base else "n/a",
+            ]
+        )
+    head = ["run", "start (UTC)", "status", "energy J", "CO2e", "J/sample", "duration s"]
+    return format_table([*head, "energy vs first"], table)
+
+
+def format_co2(grams: float) -> str:
+    """Grams of CO2e with three significant digits, in mg below 1 g (never ``0.0000 g``).
+
+    >>> format_co2(0.0000123), format_co2(0.0042), format_co2(12.5), format_co2(0.0)
+    ('0.0123 mg', '4.2 mg', '12.5 g', '0 g')
+    """
+    if grams == 0:
+        return "0 g"
+    if abs(grams) < 1.0:
+        return f"{grams * 1000:.3g} mg"
+    return f"{grams:.3g} g" if abs(grams) < 1000 else f"{grams:,.0f} g"
 
 
 def print_summary(report: Mapping[str, Any], out: TextIO | None = None) -> None:
