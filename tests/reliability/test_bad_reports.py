@@ -20,7 +20,7 @@ from hf_eco2ai import cli
 from hf_eco2ai.outputs import report_read, write_run_report
 from hf_eco2ai.outputs.report_json import load_schema
 from hf_eco2ai.outputs.report_read import SUPPORTED_KEYWORDS, schema_problems
-from tests.reliability.records import record
+from tests.fakes.run_record import record
 
 
 def valid_report(directory: Path, start_unix: float = 1_700_000_000.0) -> Path:

@@ -27,7 +27,7 @@ from hf_eco2ai.outputs import write_run_report
 from hf_eco2ai.outputs.emissions_csv import CSV_COLUMNS, append_csv
 from hf_eco2ai.outputs.power_png import render_png
 from hf_eco2ai.outputs.report_read import load_report
-from tests.reliability.records import record
+from tests.fakes.run_record import record
 
 PRECIOUS = b"someone else's file\n"
 

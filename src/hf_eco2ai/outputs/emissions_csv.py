@@ -15,6 +15,7 @@ import os
 import platform
 import stat
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,13 @@ def csv_safe(value: str) -> str:
 
 
 def csv_row(report: Mapping[str, Any]) -> list[str]:
-    """The eco2ai-compatible row of a report."""
+    """The eco2ai-compatible row of a report, in eco2ai's formats (eco2ai 0.3).
+
+    ``epoch`` is ``N/A``, what eco2ai writes for a row that is not one training epoch (ours
+    covers the whole run; its epochs are in report.json); ``start_time`` is local time as
+    ``%Y-%m-%d %H:%M:%S``; ``cost`` is empty (no electricity price is configured), so that
+    eco2ai's and pandas' numeric ``cost`` column stays numeric.
+    """
     run, totals, carbon = report["run"], report["totals"], report["carbon"]
     cpus = sorted({d["name"] for d in report["devices"] if d["hw_type"] == "cpu"})
     gpus = sorted({d["name"] for d in report["devices"] if d["hw_type"] == "gpu"})
@@ -70,8 +77,8 @@ def csv_row(report: Mapping[str, Any]) -> list[str]:
         run["id"],
         csv_safe(str(run["project_name"])),
         csv_safe(str(run["experiment_description"])),
-        str(len(report["epochs"])),
-        run["start"],
+        "N/A",
+        eco2ai_time(run["start"]),
         f"{run['duration_s']:.3f}",
         format(totals["energy_kwh"], ".12g"),
         format(totals["emissions_g"] / 1000.0, ".12g"),
@@ -79,8 +86,18 @@ def csv_row(report: Mapping[str, Any]) -> list[str]:
         csv_safe(" / ".join(gpus) or "N/A"),
         csv_safe(f"{platform.system()} {platform.release()}".strip()),
         csv_safe(str(carbon["zone"])),
-        "N/A",
+        "",
     ]
+
+
+def eco2ai_time(iso: str) -> str:
+    """An ISO 8601 time as eco2ai's ``start_time``: local time, ``%Y-%m-%d %H:%M:%S``.
+
+    >>> import time
+    >>> eco2ai_time("1970-01-01T00:00:00+00:00") == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(0))
+    True
+    """
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 class RefusedFile(OSError):

@@ -39,20 +39,21 @@ def summary_table(report: Mapping[str, Any]) -> str:
         head + body,
         f"total: {totals['energy_j']:.2f} J [{totals['energy_low_j']:.2f}..{totals['energy_high_j']:.2f}]"
         f" = {totals['energy_kwh']:.6f} kWh (PUE {carbon['pue']:g})",
-        f"CO2e: {totals['emissions_g']:.4f} g at {carbon['mean_intensity_g_per_kwh']:.0f} g/kWh "
-        f"({carbon['zone']}, {carbon['source']})",
+        f"CO2e: {format_co2(totals['emissions_g'])} "
+        f"[{format_co2(totals['emissions_low_g'])}..{format_co2(totals['emissions_high_g'])}] "
+        f"at {carbon['mean_intensity_g_per_kwh']:.0f} g/kWh ({carbon['zone']}, {carbon['source']})",
     ]
     if eff["j_per_sample"] is not None:
         lines.append(
             f"efficiency: {eff['j_per_sample']:.4f} J/sample, "
-            f"{eff['g_per_1k_samples']:.4f} gCO2e per 1k samples"
+            f"{format_co2(eff['g_per_1k_samples'])} CO2e per 1k samples"
             + (f", {eff['j_per_token']:.6f} J/token" if eff["j_per_token"] is not None else "")
         )
     proj = report.get("projection")
     if proj is not None:
         lines.append(
             f"projected at {proj['progress']:.0%}: {proj['projected_energy_j']:.2f} J, "
-            f"{proj['projected_emissions_g']:.4f} g (actual {totals['energy_j']:.2f} J)"
+            f"{format_co2(proj['projected_emissions_g'])} (actual {totals['energy_j']:.2f} J)"
         )
     budget = report["budget"]
     if budget["exceeded"]:
@@ -64,7 +65,9 @@ def compare_table(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     """Two runs side by side: energy, CO2, J/sample, duration."""
 
     def fmt(v: float | None, spec: str) -> str:
-        return "n/a" if v is None else format(v, spec)
+        if v is None:
+            return "n/a"
+        return format_co2(v) if spec == "co2" else format(v, spec)
 
     def delta(x: float | None, y: float | None) -> str:
         if x is None or y is None or x == 0:
@@ -74,7 +77,7 @@ def compare_table(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     rows = []
     for label, key, spec in (
         ("energy J", ("totals", "energy_j"), ".2f"),
-        ("CO2e g", ("totals", "emissions_g"), ".4f"),
+        ("CO2e", ("totals", "emissions_g"), "co2"),
         ("J/sample", ("efficiency", "j_per_sample"), ".5f"),
         ("J/token", ("efficiency", "j_per_token"), ".7f"),
         ("duration s", ("run", "duration_s"), ".1f"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,8 +15,16 @@ from hf_eco2ai.windows import EnergyWindow
 CPU = DeviceInfo("cpu", HwType.CPU, "Test CPU", "test", Method.TDP_MODEL)
 
 
-def record(run_id: str | None = None, start_unix: float = 1_700_000_000.0) -> RunRecord:
-    """A finished 2 s run at 50 W on one modelled CPU (100 J, 100 g/kWh)."""
+def record(
+    run_id: str | None = None,
+    start_unix: float = 1_700_000_000.0,
+    samples_s: Sequence[float] | None = None,
+) -> RunRecord:
+    """A finished 2 s run at 50 W on one modelled CPU (100 J, 100 g/kWh).
+
+    ``samples_s``: when the sampler read the devices (seconds since the run's start; default
+    every 0.1 s from 0 to 2 s).
+    """
     window = EnergyWindow(
         duration_s=2.0,
         energy_j=100.0,
@@ -30,7 +39,10 @@ def record(run_id: str | None = None, start_unix: float = 1_700_000_000.0) -> Ru
         methods=("tdp-model",),
         approximate=False,
     )
-    t = np.arange(0, 2_100_000_000, 100_000_000, dtype=np.int64)
+    if samples_s is None:
+        t = np.arange(0, 2_100_000_000, 100_000_000, dtype=np.int64)
+    else:
+        t = np.array([round(x * 1e9) for x in samples_s], dtype=np.int64)
     history = History(
         devices=(CPU,),
         t_ns=t,
