@@ -256,16 +256,15 @@ class Tracker:
 
 
 class ReportTimer:
-    """Times ``hf_eco2ai.report.write_run_report`` on the training thread.
+    """Times ``hf_eco2ai.outputs.write_run_report`` on the training thread.
 
     The run report is written inside ``trainer.train()`` / ``fit()`` (at train end), so its cost
     is part of the training window; this shows how much of it: report.json, emissions.csv and
-    starting the thread that draws power.png (the drawing itself runs beside the caller: its CPU
-    shows in the background and after-the-window columns).
+    power.png (drawn inline, on the training thread, when matplotlib is installed).
     """
 
     def __init__(self) -> None:
-        from hf_eco2ai import report
+        from hf_eco2ai import outputs as report
 
         self.total_s = 0.0
         self._module = report
@@ -343,14 +342,8 @@ def run_job(variant: str, job: Job, workdir: Path) -> dict[str, Any]:
         tracker.stop()
         wall4, cpu4 = time.perf_counter(), time.process_time()
         main4 = time.thread_time()
-        # power.png is drawn on a background thread once training ends: whatever of it is
-        # left when the window closes is waited for here, outside the window, and its cost
-        # reported on its own (it runs while the caller's program goes on, or before exit)
+        # power.png is drawn inline at train end, inside the window: nothing is left after it
         wall5, cpu5 = time.perf_counter(), time.process_time()
-        if variant.startswith("hf-eco2ai"):
-            from hf_eco2ai.report import wait_for_png
-
-            wait_for_png(120.0)
         wall6, cpu6 = time.perf_counter(), time.process_time()
         threads_after = threading.active_count()
     tracker.shutdown_providers()

@@ -43,12 +43,12 @@ ENTRY_POINTS = (
     ("evaluate() wrapper", "hf_eco2ai/instrumentor.py", "_trainer_evaluate_wrapper"),
     ("on_train_begin", "integrations/transformers.py", "on_train_begin"),
     (
-        "on_train_end (spans, report files, PNG thread start)",
+        "on_train_end (spans, report files, power.png)",
         "integrations/transformers.py",
         "on_train_end",
     ),
-    ("  of which write_run_report", "hf_eco2ai/report.py", "write_run_report"),
-    ("  of which print_summary", "hf_eco2ai/report.py", "print_summary"),
+    ("  of which write_run_report", "hf_eco2ai/outputs/__init__.py", "write_run_report"),
+    ("  of which print_summary", "hf_eco2ai/outputs/summary.py", "print_summary"),
     ("tear-down: uninstrument()", "opentelemetry/instrumentation/instrumentor.py", "uninstrument"),
 )
 
@@ -62,7 +62,6 @@ def one_run(steps: int, out: str, profile: cProfile.Profile | None) -> None:
     from train_hf import make_trainer
 
     from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
-    from hf_eco2ai.report import wait_for_png
 
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(_NullSpanExporter()))  # type: ignore[arg-type]
@@ -77,7 +76,6 @@ def one_run(steps: int, out: str, profile: cProfile.Profile | None) -> None:
     inst.uninstrument()
     if profile is not None:
         profile.disable()
-    wait_for_png(60.0)
     tracer_provider.shutdown()
     meter_provider.shutdown()
 

@@ -57,16 +57,6 @@ def _fresh_warn_once() -> None:
     reset_once()
 
 
-@pytest.fixture(autouse=True)
-def _png_drawn_before_teardown() -> Iterator[None]:
-    """power.png is drawn on a background thread: let it finish inside the test that started
-    it (before its tmp_path goes away, and so no thread outlives its test)."""
-    yield
-    from hf_eco2ai.report import wait_for_png
-
-    assert wait_for_png(60.0), "a power.png thread did not finish in 60 s"
-
-
 @pytest.fixture
 def fake_devices() -> Iterator[None]:
     """The shared monitor measures three synthetic devices (GPU 200 W, CPU 50 W, RAM 5 W)."""

@@ -1,5 +1,8 @@
 """The ``hf-eco2ai`` command.
 
+``hf-eco2ai report`` and ``hf-eco2ai compare`` read run reports back: a file that is not a
+valid report is one line on stderr, ``hf-eco2ai: <file>: <what is wrong>``, and exit status 2.
+
 ``hf-eco2ai doctor`` prints which sensors were found and how each device is measured (measured
 or estimated, and why), the carbon-intensity resolution, a short live reading per device, and
 the resolved configuration with where each value came from.
@@ -126,25 +129,60 @@ def render_doctor(report: dict[str, Any], out: TextIO) -> None:
     w("\n\n")
 
 
-def _report_commands(ns: argparse.Namespace) -> int:
-    from hf_eco2ai.report import compare_table, load_report, render_png, summary_table
+def _fail(path: object, problem: str) -> int:
+    print(f"hf-eco2ai: {path}: {problem}", file=sys.stderr)
+    return 2
+
+
+def _report_command(ns: argparse.Namespace) -> int:
+    from hf_eco2ai.outputs.power_png import PNG_NAME, render_png
+    from hf_eco2ai.outputs.report_read import ReportError, load_report
+    from hf_eco2ai.outputs.summary import summary_table
 
     try:
-        if ns.command == "compare":
-            print(compare_table(load_report(ns.a), load_report(ns.b)))
-            return 0
         data = load_report(ns.path)
-    except (OSError, ValueError) as exc:
-        print(f"hf-eco2ai: {exc}", file=sys.stderr)
-        return 2
+    except ReportError as exc:
+        return _fail(exc.path, exc.problem)
     print(summary_table(data))
     if ns.png:
         from pathlib import Path
 
         base = Path(ns.path)
-        target = (base if base.is_dir() else base.parent) / "power.png"
-        if render_png(data, target):
+        target = (base if base.is_dir() else base.parent) / PNG_NAME
+        try:
+            drawn = render_png(data, target)
+        except OSError as exc:
+            return _fail(target, exc.strerror or repr(exc))
+        if drawn:
             print(f"wrote {target}")
+    return 0
+
+
+def _compare_command(ns: argparse.Namespace) -> int:
+    """Stream the reports: each is read, checked, cut down to its comparison row, dropped."""
+    from hf_eco2ai.outputs.report_read import ReportError, iter_report_paths, load_report
+    from hf_eco2ai.outputs.summary import compare_many_table, compare_table, comparison_row
+
+    rows: list[dict[str, Any]] = []
+    skipped = 0
+    for path, named in iter_report_paths(ns.reports):
+        try:
+            rows.append(comparison_row(load_report(path)))
+        except ReportError as exc:
+            if named:  # a file the user named: say what is wrong with it and stop
+                return _fail(exc.path, exc.problem)
+            skipped += 1
+            _fail(exc.path, f"skipped: {exc.problem}")
+    total = len(rows) + skipped
+    if skipped:
+        print(f"hf-eco2ai: skipped {skipped} of {total} reports (see above)", file=sys.stderr)
+    if len(rows) < 2:
+        where = " ".join(ns.reports)
+        return _fail(where, f"nothing to compare: {len(rows)} valid report(s) of {total} found")
+    if len(rows) == 2:
+        print(compare_table(*sorted(rows, key=lambda r: str(r["run"]["start"]))))
+    else:
+        print(compare_many_table(rows))
     return 0
 
 
@@ -159,15 +197,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_cmd = sub.add_parser("report", help="re-render a run's summary (and power.png)")
     report_cmd.add_argument("path", help="a report.json or the run directory holding it")
     report_cmd.add_argument("--png", action="store_true", help="also redraw power.png beside it")
-    compare_cmd = sub.add_parser("compare", help="two runs side by side")
-    compare_cmd.add_argument("a", help="first report.json (or run directory)")
-    compare_cmd.add_argument("b", help="second report.json (or run directory)")
+    compare_cmd = sub.add_parser(
+        "compare",
+        help="runs side by side (two: with the change; more: one line each, oldest first)",
+    )
+    compare_cmd.add_argument(
+        "reports",
+        nargs="+",
+        metavar="REPORT",
+        help="a report.json, a run directory, a directory of run directories, or a quoted glob "
+        "('runs/*/report.json'); invalid reports found in a directory or glob are skipped",
+    )
     ns = parser.parse_args(argv)
     if ns.version:
         print(f"hf-eco2ai {__version__}")
         return 0
-    if ns.command in {"report", "compare"}:
-        return _report_commands(ns)
+    if ns.command == "report":
+        return _report_command(ns)
+    if ns.command == "compare":
+        return _compare_command(ns)
     if ns.command != "doctor":
         parser.print_help()
         return 2

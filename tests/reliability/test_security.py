@@ -25,7 +25,7 @@ from hf_eco2ai import CarbonConfig, monitor
 from hf_eco2ai.carbon.location import resolve_intensity
 from hf_eco2ai.carbon.providers import ELECTRICITYMAPS_TOKEN_ENV
 from hf_eco2ai.monitor import EnergyMonitor
-from hf_eco2ai.report import CSV_COLUMNS, csv_safe
+from hf_eco2ai.outputs.emissions_csv import CSV_COLUMNS, csv_safe
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
 from tests.conftest import ConstantSensor
 from tests.reliability.conftest import Telemetry, fast_config, instrumented, one_report

@@ -17,16 +17,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from transformers import TrainerCallback
 
 from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor, cli
-from hf_eco2ai.report import (
-    CSV_COLUMNS,
-    append_csv,
-    compare_table,
-    csv_safe,
-    load_report,
-    load_schema,
-    render_png,
-    wait_for_png,
-)
+from hf_eco2ai.outputs import power_png
+from hf_eco2ai.outputs.emissions_csv import CSV_COLUMNS, append_csv, csv_safe
+from hf_eco2ai.outputs.power_png import PNG_SKIPPED_NOTE, render_png
+from hf_eco2ai.outputs.report_json import load_schema
+from hf_eco2ai.outputs.report_read import load_report
+from hf_eco2ai.outputs.summary import compare_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from train_hf import make_trainer
@@ -100,7 +96,7 @@ def test_report_on_success_is_valid_and_complete(
     assert len(tl["power_w"]) == 3
     assert all(len(series) == len(tl["t_s"]) for series in tl["power_w"])
     assert tl["energy_j"] == sorted(tl["energy_j"])  # cumulative
-    assert wait_for_png(60.0)  # drawn off the training thread
+    assert report["notes"] == []
     png = out / run["id"] / "power.png"
     assert png.exists()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -238,7 +234,6 @@ def test_cli_report_and_compare(
     make_trainer(str(tmp_path / "a"), train_size=32, eval_size=8, epochs=1).train()
     make_trainer(str(tmp_path / "b"), train_size=64, eval_size=8, epochs=1).train()
     first, second = sorted(out.glob("*/report.json"), key=lambda p: load_report(p)["run"]["start"])
-    assert wait_for_png(60.0)
     (first.parent / "power.png").unlink()
     capsys.readouterr()
     assert cli.main(["report", str(first.parent), "--png"]) == 0
@@ -292,63 +287,88 @@ def test_png_skipped_without_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert not (tmp_path / "p.png").exists()
 
 
-def test_png_is_drawn_off_the_training_thread(
+def test_png_is_drawn_inline_without_a_thread(
     instrumented: tuple[Path, InMemorySpanExporter],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Would catch: drawing power.png (~0.1 s, plus matplotlib's import) inside ``train()``,
-    on the caller's thread, or report.json/emissions.csv waiting for it."""
+    """Would catch: a ``hf-eco2ai-png`` thread (or any thread) started to draw power.png, or
+    ``train()`` returning before power.png is complete."""
     import threading
 
-    from hf_eco2ai import report as report_module
-
     out, _ = instrumented
-    release, started = threading.Event(), threading.Event()
     drawn_on: list[str] = []
-    original = report_module.render_png
+    original = power_png.render_png
+    started = threading.Thread.start
 
-    def slow_render(report: Any, path: Path) -> bool:
+    def recording_render(report: Any, path: Path) -> bool:
         drawn_on.append(threading.current_thread().name)
-        started.set()
-        release.wait(30)
         return original(report, path)
 
-    monkeypatch.setattr(report_module, "render_png", slow_render)
+    def no_png_thread(self: threading.Thread) -> None:
+        assert "png" not in self.name, f"thread {self.name!r} started for power.png"
+        started(self)
+
+    monkeypatch.setattr(power_png, "render_png", recording_render)
+    monkeypatch.setattr("hf_eco2ai.outputs.render_png", recording_render)
+    monkeypatch.setattr(threading.Thread, "start", no_png_thread)
     make_trainer(str(tmp_path / "a"), train_size=32, eval_size=8, epochs=1).train()
     (run_dir,) = [p.parent for p in out.glob("*/report.json")]
-    assert (out / "emissions.csv").exists()
-    assert not (run_dir / "power.png").exists()  # train() returned before the drawing
-    assert started.wait(30)
-    assert drawn_on == ["hf-eco2ai-png"]
-    assert wait_for_png(timeout=0.05) is False  # still drawing
-    release.set()
-    assert wait_for_png(timeout=60.0) is True
-    data = (run_dir / "power.png").read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawn_on == [threading.current_thread().name]
+    assert (run_dir / "power.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [t for t in threading.enumerate() if "png" in t.name]
     assert not list(run_dir.glob("*.tmp"))
 
 
-def test_png_failure_in_background_is_logged_not_raised(
+def test_png_skipped_with_a_note_when_matplotlib_is_absent(
+    instrumented: tuple[Path, InMemorySpanExporter],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Would catch: a missing matplotlib that leaves no trace in report.json, or an attempt to
+    draw (import) anyway."""
+    out, _ = instrumented
+    monkeypatch.setattr("hf_eco2ai.outputs.matplotlib_available", lambda: False)
+
+    def must_not_draw(report: Any, path: Path) -> bool:
+        raise AssertionError("render_png called without matplotlib")
+
+    monkeypatch.setattr("hf_eco2ai.outputs.render_png", must_not_draw)
+    make_trainer(str(tmp_path / "a"), train_size=32, eval_size=8, epochs=1).train()
+    [report] = reports(out)
+    jsonschema.validate(report, load_schema())
+    assert report["notes"] == [PNG_SKIPPED_NOTE]
+    assert not (out / report["run"]["id"] / "power.png").exists()
+
+
+def test_matplotlib_lookup_is_cached() -> None:
+    power_png.matplotlib_available.cache_clear()
+    assert power_png.matplotlib_available() is True  # the dev environment has matplotlib
+    assert power_png.matplotlib_available.cache_info().hits == 0
+    power_png.matplotlib_available()
+    assert power_png.matplotlib_available.cache_info().hits == 1
+
+
+def test_png_failure_is_logged_not_raised(
     instrumented: tuple[Path, InMemorySpanExporter],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Would catch: an exception escaping the drawing thread (a traceback on stderr from
-    threading's excepthook) instead of one logged warning, or the JSON/CSV not written."""
+    """Would catch: an exception from drawing escaping into ``train()`` instead of one logged
+    warning, or the JSON/CSV not written."""
     import logging
 
-    from hf_eco2ai import report as report_module
-
     out, _ = instrumented
-    caplog.set_level(logging.WARNING, logger="hf_eco2ai.report")
+    caplog.set_level(logging.WARNING, logger="hf_eco2ai")
 
     def broken(report: Any, path: Path) -> bool:
         raise OSError("disk full")
 
-    monkeypatch.setattr(report_module, "render_png", broken)
+    monkeypatch.setattr("hf_eco2ai.outputs.render_png", broken)
     make_trainer(str(tmp_path / "a"), train_size=32, eval_size=8, epochs=1).train()
-    assert wait_for_png(60.0)
     assert len(reports(out)) == 1
-    assert any("could not draw" in r.getMessage() for r in caplog.records)
+    assert (out / "emissions.csv").exists()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "power.png" in warnings[0].getMessage()

@@ -4,11 +4,11 @@ Framework adapters (:mod:`hf_eco2ai.integrations`) translate their events into :
 calls; the run hands spans to :mod:`hf_eco2ai.telemetry` and a finished record to the outputs.
 """
 
+from hf_eco2ai.outputs.summary import summary_line
 from hf_eco2ai.run.batches import batch_size_and_tokens, parameter_count
 from hf_eco2ai.run.counters import RunCounters
 from hf_eco2ai.run.registry import InstrumentationRemoved, RunNotEnded, end_open_runs, open_runs
 from hf_eco2ai.run.run import Run
-from hf_eco2ai.run.summary import format_grams, summary_line
 
 __all__ = [
     "InstrumentationRemoved",
@@ -17,7 +17,6 @@ __all__ = [
     "RunNotEnded",
     "batch_size_and_tokens",
     "end_open_runs",
-    "format_grams",
     "open_runs",
     "parameter_count",
     "summary_line",

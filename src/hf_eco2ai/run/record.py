@@ -1,4 +1,4 @@
-"""From a finished run to its :class:`~hf_eco2ai.report.RunRecord`, and on to the outputs.
+"""From a finished run to its :class:`~hf_eco2ai.record.RunRecord`, and on to the outputs.
 
 The run builds the record (the facts); the outputs format it (``report.json``,
 ``emissions.csv``, ``power.png``, the printed summary). Nothing here measures.
@@ -12,12 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hf_eco2ai.ledger import Snapshot
-from hf_eco2ai.report import (
-    DeviceTotal,
-    RunRecord,
-    print_summary,
-    write_run_report,
-)
+from hf_eco2ai.outputs import print_summary, write_run_report
+from hf_eco2ai.record import DeviceTotal, RunRecord
 from hf_eco2ai.run.registry import InstrumentationRemoved
 from hf_eco2ai.telemetry.spans import OpenSpan
 from hf_eco2ai.windows import EnergyWindow, device_energies

@@ -5,7 +5,7 @@ into calls on a :class:`Run`: :meth:`Run.start`, epoch and evaluation windows, :
 (the hot path: a few integer additions), then :meth:`Run.finish` or :meth:`Run.fail`. The run
 owns everything between: which telemetry session measures it, the spans and their windows,
 projections and budgets, rank facts and job totals, the end-of-run summary, and the finished
-:class:`~hf_eco2ai.report.RunRecord` it hands to the report writer.
+:class:`~hf_eco2ai.record.RunRecord` it hands to the report writer.
 
 Lifecycle rules (the process is the user's):
 
@@ -49,11 +49,12 @@ from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.distributed import JobAccounting, RankContribution, RankInfo, rank_info
 from hf_eco2ai.ledger import Snapshot
 from hf_eco2ai.output_location import resolve_output_dir
+from hf_eco2ai.outputs.summary import summary_line
 from hf_eco2ai.projection import Projector
+from hf_eco2ai.record import RunRecord, Segment
 from hf_eco2ai.run import registry
 from hf_eco2ai.run.counters import RunCounters
 from hf_eco2ai.run.record import build_record, deliver_record
-from hf_eco2ai.run.summary import summary_line
 from hf_eco2ai.telemetry.session import TelemetrySession
 from hf_eco2ai.telemetry.spans import OpenSpan, end_span, open_span
 from hf_eco2ai.windows import EnergyWindow, measure_window
@@ -93,12 +94,12 @@ class Run:
         self.output_dir: Path | None = None
         self.last_window: EnergyWindow | None = None
         self.last_summary: str | None = None
-        self.record: Any = None
-        """The finished :class:`~hf_eco2ai.report.RunRecord` (None until the run ends)."""
+        self.record: RunRecord | None = None
+        """The finished :class:`~hf_eco2ai.record.RunRecord` (None until the run ends)."""
         self.report_dir: str | None = None
         self.epoch_windows: list[tuple[int, EnergyWindow]] = []
         self.eval_windows: list[EnergyWindow] = []
-        self.segments: list[Any] = []
+        self.segments: list[Segment] = []
         self.projector = self._projector()
         self._framework_dir = framework_dir
         self._owns_session = owns_session
@@ -201,8 +202,6 @@ class Run:
         end_ns = max(end_ns, opened.t_ns)
         window = measure_window(opened.snap, opened.t_ns, end_snap, end_ns)
         if kind is not None:
-            from hf_eco2ai.report import Segment
-
             self.segments.append(Segment(kind, index, opened.t_ns, end_ns, window))
         extra = derived(window) if derived is not None else {}
         end_time = None
