@@ -776,6 +776,40 @@ def test_discovery_contains_a_crashing_amd_sensor(
     assert found.sensors  # CPU and RAM still measured
 
 
+# ---------------------------------------------------------------------- doctor, report schema
+def test_doctor_shows_amd_gpus_like_nvidia_ones(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hf_eco2ai import cli
+    from hf_eco2ai.sensors import amdsmi as amdsmi_mod
+
+    monkeypatch.setattr(amdsmi_mod, "import_amdsmi", lambda: (FakeAmdSmi(mi250()), ""))
+    monkeypatch.setenv("OTEL_PYTHON_HF_ECO2AI_CARBON_INTENSITY", "100")
+    for var in ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(var, raising=False)
+    assert cli.main(["doctor", "--seconds", "0.3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    amd = [d for d in report["devices"] if d["hw.vendor"] == "AMD"]
+    assert [(d["hw.id"], d["method"], d["kind"]) for d in amd] == [
+        (U[0], "amdsmi-energy", "measured"),
+        (U[1], "amdsmi-energy", "measured"),
+    ]
+    assert amd[1]["power_w"] == pytest.approx(200.0)  # half of the MI250X card
+    assert "1/2 of the card" in amd[1]["note"]
+    cli.render_doctor(report, sys.stdout)
+    out = capsys.readouterr().out
+    assert "vendor" in out.splitlines()[3]
+    assert "AMD Instinct MI250X" in out
+    assert any(line.startswith("gpu") and " AMD " in line for line in out.splitlines())
+
+
+def test_report_schema_knows_every_method() -> None:
+    schema = json.loads((ROOT / "src/hf_eco2ai/data/report.schema.json").read_text())
+    text_ = json.dumps(schema)
+    for method in Method:
+        assert f'"{method.value}"' in text_, method
+
+
 # ---------------------------------------------------------------------- a real AMD GPU
 @pytest.mark.gpu
 def test_real_amd_gpu_reads_energy_and_power() -> None:
