@@ -803,6 +803,41 @@ def test_doctor_shows_amd_gpus_like_nvidia_ones(
     assert any(line.startswith("gpu") and " AMD " in line for line in out.splitlines())
 
 
+def test_metrics_carry_vendor_amd_and_count_the_card_once() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
+    from hf_eco2ai.monitor import EnergyMonitor
+    from hf_eco2ai.telemetry.metrics import EnergyMetrics
+
+    fake = FakeAmdSmi(mi250(utilization=55))
+    sensor = create(fake)
+    monitor = EnergyMonitor(
+        CarbonConfig(),
+        sensors=[sensor],
+        intensity=StaticIntensity(CarbonIntensity(100.0, "FR", "config")),
+    )
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    EnergyMetrics(provider.get_meter("t"), lambda: monitor)
+    monitor.sampler.tick()  # the sampler's own step, without its thread or the wall clock
+    fake.advance(10.0)
+    monitor.sampler.tick()
+    data = reader.get_metrics_data()
+    got = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    energy = {p.attributes["hw.id"]: p for p in got["hw.energy"].data.data_points}
+    assert set(energy) == {U[0], U[1]}
+    for point in energy.values():
+        assert point.attributes["hw.vendor"] == "AMD"
+        assert point.attributes["hf_eco2ai.measurement.method"] == "amdsmi-energy"
+    assert sum(p.value for p in energy.values()) == pytest.approx(fake.card_energy_j(0), rel=1e-6)
+    util = got["hw.gpu.utilization"].data.data_points
+    assert {p.attributes["hw.vendor"] for p in util} == {"AMD"}
+    assert [p.value for p in util] == pytest.approx([0.55, 0.55])
+    monitor.close()
+
+
 def test_report_schema_knows_every_method() -> None:
     schema = json.loads((ROOT / "src/hf_eco2ai/data/report.schema.json").read_text())
     text_ = json.dumps(schema)
