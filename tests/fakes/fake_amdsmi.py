@@ -24,6 +24,9 @@ reports the whole card's), ``utilization`` (percent, None: ``"N/A"``), ``vram_to
 ``vram_used_mb`` (MB, as amdsmi returns them), ``asic_serial``, ``board_serial``, ``kfd_node``,
 ``hip_uuid``.
 
+Before amdsmi 6.2 (power) and 6.1 (activity) an unsupported field came back unconverted as
+0xFFFF instead of ``"N/A"``; the fake does the same for those releases.
+
 ``FakeAmdSmi`` knobs: ``release`` (an amdsmi version of ``tests/fakes/amdsmi_contract.json``: the
 dict keys, the functions present and their parameters follow that release, e.g. the energy key
 ``power`` before 6.3 and ``energy_accumulator`` from 6.3 on), ``init_error`` (an
@@ -387,14 +390,15 @@ class FakeAmdSmi:
         """Socket power in W (integers), ``"N/A"`` where the device does not report it."""
         g = self._device("amdsmi_get_power_info", processor_handle)
         watts = round(self._card_watts(g))
-        current: Any = watts if g.reports_power and g.current_power else "N/A"
-        average: Any = watts if g.reports_power else "N/A"
+        na: Any = "N/A" if self.v >= (6, 2) else 0xFFFF  # not converted before 6.2
+        current: Any = watts if g.reports_power and g.current_power else na
+        average: Any = watts if g.reports_power else na
         info: dict[str, Any] = {"average_socket_power": average}
         if self.v >= (6, 0):
             info["current_socket_power"] = current
         if self.v >= (7, 0):
-            info["socket_power"] = current if current != "N/A" else average
-        info.update(gfx_voltage="N/A", soc_voltage="N/A", mem_voltage="N/A", power_limit=300)
+            info["socket_power"] = current if current != na else average
+        info.update(gfx_voltage=na, soc_voltage=na, mem_voltage=na, power_limit=300)
         return info
 
     def _power_info_v64(
@@ -404,8 +408,9 @@ class FakeAmdSmi:
 
     def amdsmi_get_gpu_activity(self, processor_handle: FakeAmdHandle) -> dict[str, Any]:
         g = self._device("amdsmi_get_gpu_activity", processor_handle)
-        gfx: Any = "N/A" if g.utilization is None else g.utilization
-        return {"gfx_activity": gfx, "umc_activity": "N/A", "mm_activity": "N/A"}
+        na: Any = "N/A" if self.v >= (6, 1) else 0xFFFF  # not converted before 6.1
+        gfx: Any = na if g.utilization is None else g.utilization
+        return {"gfx_activity": gfx, "umc_activity": na, "mm_activity": na}
 
     def amdsmi_get_gpu_vram_usage(self, processor_handle: FakeAmdHandle) -> dict[str, Any]:
         """MB (the C struct's ``vram_total``/``vram_used`` are in MB)."""

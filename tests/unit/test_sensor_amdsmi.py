@@ -312,6 +312,30 @@ def test_average_power_used_where_current_is_na() -> None:
     assert sensor.read(0).power_w == pytest.approx(250.0)
 
 
+@pytest.mark.parametrize("release", ["5.7.0", "6.0.0", "6.1.0", "6.4.0"])
+def test_unconverted_0xffff_of_old_releases_is_absent_not_65535(release: str) -> None:
+    fake = FakeAmdSmi(
+        [gpu(0, power_w=250.0, current_power=False, utilization=None)], release=release
+    )
+    fake.amdsmi_init()
+    raw = fake.amdsmi_get_power_info(FakeAmdHandle(0))
+    if "current_socket_power" in raw:
+        assert raw["current_socket_power"] == (0xFFFF if release < "6.2" else "N/A")
+    fake.amdsmi_shut_down()
+    sensor = create(fake)
+    assert sensor.devices[0].extra["power_source"] == "average_socket_power"
+    r = sensor.read(0)
+    assert r.power_w == pytest.approx(250.0)
+    assert r.utilization is None
+
+
+def test_old_release_silent_die_reads_0xffff_and_is_still_paired() -> None:
+    fake = FakeAmdSmi(mi250(), release="6.0.0")
+    sensor = create(fake)
+    assert [d.extra["card_share"] for d in sensor.devices] == ["0.5", "0.5"]
+    assert sensor.read(1).power_w == pytest.approx(200.0)
+
+
 def test_energy_not_supported_falls_back_to_power() -> None:
     fake = FakeAmdSmi([gpu(0, power_w=70.0, energy_counter=False)])
     sensor = create(fake)

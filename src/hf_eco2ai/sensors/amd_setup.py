@@ -148,8 +148,8 @@ def probe(smi: Any, target: topo.Target, group: Sequence[topo.AmdDevice]) -> tup
         info = smi.amdsmi_get_power_info(primary.handle)
     except smi.AmdSmiException:
         info = {}
-    keys = tuple(k for k in topo._POWER_KEYS if topo.number(info.get(k)) is not None)
-    keys = keys or topo._POWER_KEYS
+    keys = tuple(k for k in topo.POWER_KEYS if (topo.watts(info.get(k)) or 0.0) > 0.0)
+    keys = keys or topo.POWER_KEYS
     notes.append(f"power from {keys[0]}")
     extra = {"uuid": dev.uuid, "bdf": dev.bdf, "amdsmi_index": str(dev.index)}
     if target.hip_index is not None:
@@ -163,7 +163,7 @@ def probe(smi: Any, target: topo.Target, group: Sequence[topo.AmdDevice]) -> tup
             card_reporter=primary.uuid,
         )
         notes.append(
-            f"one of {len(group)} dies of a card that reports power on {primary.uuid} only:"
+            f"one of {len(group)} dies of a card whose power only {primary.uuid} reports:"
             f" charged 1/{len(group)} of the card's energy and power"
         )
         uncertainty = SHARED_CARD_UNCERTAINTY

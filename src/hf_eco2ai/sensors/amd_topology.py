@@ -33,14 +33,29 @@ from typing import Any
 
 __all__ = ["AmdDevice", "Target", "card_groups", "enumerate_devices", "select", "visible"]
 
-_POWER_KEYS = ("current_socket_power", "socket_power", "average_socket_power")
+POWER_KEYS = ("current_socket_power", "socket_power", "average_socket_power")
+"""Power fields in order of preference: instant power first, the 1 s average last."""
 
 
-def number(value: object) -> float | None:
-    """An amdsmi number, or None for ``"N/A"`` (and anything else that is not a finite number)."""
+UNSET_U16 = 0xFFFF
+"""What amdsmi before 6.1 (activity) / 6.2 (power) returned, unconverted, for "N/A"."""
+
+
+def number(value: object, below: float = math.inf) -> float | None:
+    """An amdsmi number, or None for ``"N/A"``, a value ``>= below`` (an unconverted "not
+    supported" sentinel such as 0xFFFF W) and anything else that is not a finite number.
+
+    >>> number(250), number("N/A"), number(0xFFFF, below=UNSET_U16), number(101, below=101)
+    (250.0, None, None, None)
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    return float(value) if math.isfinite(value) and value < below else None
+
+
+def watts(value: object) -> float | None:
+    """A power field in W, or None ("N/A", or 0xFFFF from amdsmi before 6.2)."""
+    return number(value, below=UNSET_U16)
 
 
 def text(value: object) -> str | None:
@@ -136,7 +151,7 @@ def enumerate_devices(smi: Any, notes: list[str]) -> list[AmdDevice]:
                 board_serial=text(board.get("product_serial")),
                 kfd_node=None if node is None else int(node),
                 hip_uuid=text(enum.get("hip_uuid")),
-                reports_power=any((number(power.get(k)) or 0.0) > 0.0 for k in _POWER_KEYS),
+                reports_power=any((watts(power.get(k)) or 0.0) > 0.0 for k in POWER_KEYS),
             )
         )
     if out and all(d.kfd_node is not None for d in out):

@@ -219,7 +219,7 @@ class AmdSmiSensor:
         die = self._dies[index]
         try:
             now = self._clock()
-            card_w = self._read_power(die, now)
+            card_w = self._read_power(die)
             card_j = self._read_energy(index, die, card_w, now)
             if card_w is None:  # no power value this time: derive it from the counter
                 if card_j is None or die.last_energy_j is None or die.last_t is None:
@@ -248,10 +248,10 @@ class AmdSmiSensor:
             _shutdown(self._smi)
 
     # ------------------------------------------------------------------ reads
-    def _read_power(self, die: Die, now: float) -> float | None:
+    def _read_power(self, die: Die) -> float | None:
         info = self._smi.amdsmi_get_power_info(die.source)
         for key in die.power_keys:
-            value = topo.number(info.get(key))
+            value = topo.watts(info.get(key))
             if value is not None:
                 return value
         return None
@@ -338,7 +338,7 @@ class AmdSmiSensor:
                 raise
             die.read_util = error_code(exc) != NOT_SUPPORTED
             return None
-        value = topo.number(activity.get("gfx_activity"))
+        value = topo.number(activity.get("gfx_activity"), below=101)  # 0xFFFF before 6.1
         return None if value is None else min(max(value / 100.0, 0.0), 1.0)
 
     def _read_memory(self, die: Die) -> tuple[int | None, int | None]:
@@ -351,7 +351,8 @@ class AmdSmiSensor:
                 raise
             die.read_memory = error_code(exc) != NOT_SUPPORTED
             return None, None
-        used, total = topo.number(vram.get("vram_used")), topo.number(vram.get("vram_total"))
+        used = topo.number(vram.get("vram_used"), below=0xFFFFFFFF)
+        total = topo.number(vram.get("vram_total"), below=0xFFFFFFFF)
         mb = 1024 * 1024
         return (
             None if used is None else int(used) * mb,
