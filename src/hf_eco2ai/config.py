@@ -218,11 +218,13 @@ class CarbonConfig:
     gpu_devices: tuple[str, ...] | None = field(
         default=None,
         metadata=_meta(
-            "GPUs to measure, as CUDA indices or UUIDs; default: the GPUs this process owns.",
+            "GPUs to measure, as CUDA/HIP indices or UUIDs; default: the GPUs this process owns.",
             "comma-separated indices or UUIDs",
         ),
     )
-    track_gpu: bool = field(default=True, metadata=_meta("Measure GPUs (NVML).", "true or false"))
+    track_gpu: bool = field(
+        default=True, metadata=_meta("Measure GPUs (NVML; amdsmi for AMD).", "true or false")
+    )
     track_cpu: bool = field(
         default=True, metadata=_meta("Measure the CPU (RAPL or TDP model).", "true or false")
     )
