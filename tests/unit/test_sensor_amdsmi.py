@@ -689,6 +689,14 @@ def test_hiding_every_gpu_gives_none(env: dict[str, str]) -> None:
     assert fake.init_count == 0
 
 
+def test_words_that_hide_gpus_are_not_read_as_uuid_prefixes() -> None:
+    fake = FakeAmdSmi([FakeAmdGpu(uuid="defe0000-0000-1000-80f6-000000000001", bdf="0000:c1:00.0")])
+    for word in ("NoDevFiles", "-1"):  # "NoDevFiles" holds the hex letters d, e, f, e
+        sensor, note = AmdSmiSensor.try_create(amdsmi=fake, environ={"HIP_VISIBLE_DEVICES": word})
+        assert sensor is None, note
+    assert ids(create(fake, {"HIP_VISIBLE_DEVICES": "GPU-defe"})) == [fake.gpus[0].uuid]
+
+
 def test_pci_order_without_kfd_info() -> None:
     fake = FakeAmdSmi(
         [gpu(0, kfd_node=1), gpu(1, kfd_node=0)][::-1], release="6.1.0"

@@ -161,8 +161,13 @@ def enumerate_devices(smi: Any, notes: list[str]) -> list[AmdDevice]:
     return out
 
 
+_ID = re.compile(r"(?i)(gpu-|0x)?[0-9a-f][0-9a-f-]*")
+
+
 def _by_id(devices: Sequence[AmdDevice], ident: str) -> AmdDevice | None:
     """The device an identity names (exact, or a unique prefix as CUDA/HIP accept), else None."""
+    if not _ID.fullmatch(ident.strip()):
+        return None  # e.g. "-1" or "NoDevFiles", which hide GPUs, are not prefixes of ids
     want = _norm(ident)
     if len(want) < 4:
         return None
