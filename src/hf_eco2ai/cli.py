@@ -44,6 +44,7 @@ def doctor_report(config: CarbonConfig, seconds: float) -> dict[str, Any]:
                 {
                     "hw.type": info.hw_type.value,
                     "hw.id": info.hw_id,
+                    "hw.vendor": info.vendor,
                     "name": info.name,
                     "method": info.method.value,
                     "kind": "measured" if info.measured else "estimated",
@@ -87,6 +88,7 @@ def render_doctor(report: dict[str, Any], out: TextIO) -> None:
     rows = [
         [
             d["hw.type"],
+            d.get("hw.vendor", ""),
             d["hw.id"],
             d["name"],
             d["method"],
@@ -100,7 +102,17 @@ def render_doctor(report: dict[str, Any], out: TextIO) -> None:
     if rows:
         w(
             format_table(
-                ["type", "id", "name", "method", "kind", "power W", "energy J [band]", "status"],
+                [
+                    "type",
+                    "vendor",
+                    "id",
+                    "name",
+                    "method",
+                    "kind",
+                    "power W",
+                    "energy J [band]",
+                    "status",
+                ],
                 rows,
             )
         )

@@ -46,6 +46,7 @@ from typing import Any
 
 import pytest
 
+from hf_eco2ai.sensors.base import Method
 from hf_eco2ai.telemetry.names import METRICS, MetricSpec
 from tests.integration.otlp_receiver import free_port
 
@@ -417,7 +418,7 @@ def _value(sample: dict[str, Any]) -> float:
     return float(sample["value"][1])
 
 
-KNOWN_METHODS = {"nvml-energy", "nvml-power", "rapl", "tdp-model", "ram-model"}
+KNOWN_METHODS = {m.value for m in Method}
 
 
 # ---------------------------------------------------------------------------- scraped data

@@ -9,12 +9,13 @@ import pytest
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.sensors import discovery as discovery_mod
-from hf_eco2ai.sensors.base import HwType, Method
+from hf_eco2ai.sensors.base import HwType
 from hf_eco2ai.sensors.cpu_model import CpuTdpSensor
 from hf_eco2ai.sensors.discovery import Discovery, discover_sensors
 from hf_eco2ai.sensors.nvml import NvmlSensor
 from hf_eco2ai.sensors.ram_model import RamModelSensor
 from hf_eco2ai.sensors.rapl import RaplSensor
+from tests.fakes.fake_amdsmi import FakeAmdSmi
 from tests.fakes.fake_nvml import FakeGpu, FakeNVML
 
 U = [f"GPU-{d * 8}-0000-0000-0000-000000000000" for d in "abcd"]
@@ -52,6 +53,7 @@ def run(config: CarbonConfig, tmp_path: pathlib.Path, **kw: object) -> Discovery
     args: dict[str, object] = {
         "rapl_root": str(tmp_path / "no-powercap"),
         "nvml": FakeNVML([]),
+        "amdsmi": FakeAmdSmi([]),
         "environ": {},
         "cgroup_root": str(tmp_path / "no-cgroup"),
         "proc_cgroup": str(tmp_path / "no-self-cgroup"),
@@ -253,6 +255,6 @@ def test_defaults_on_this_machine_never_raise() -> None:
             for i, d in enumerate(s.devices):
                 r = s.read(i)
                 assert r.power_w >= 0.0
-                assert (r.energy_j is None) != (d.method in (Method.NVML_ENERGY, Method.RAPL))
+                assert (r.energy_j is None) != d.method.measured
     finally:
         found.close()

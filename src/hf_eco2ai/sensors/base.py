@@ -33,6 +33,10 @@ class Method(str, enum.Enum):
     """NVML's hardware energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ)."""
     NVML_POWER = "nvml-power"
     """NVML power readings (``nvmlDeviceGetPowerUsage``, mW) integrated over time."""
+    AMDSMI_ENERGY = "amdsmi-energy"
+    """AMD's energy accumulator (``amdsmi_get_energy_count`` x counter resolution, µJ)."""
+    AMDSMI_POWER = "amdsmi-power"
+    """AMD socket power (``amdsmi_get_power_info``, W) integrated over time."""
     RAPL = "rapl"
     """Intel/AMD RAPL energy counters from powercap sysfs (µJ)."""
     TDP_MODEL = "tdp-model"
@@ -43,7 +47,7 @@ class Method(str, enum.Enum):
     @property
     def measured(self) -> bool:
         """True where a hardware counter is read, False for models and power integration."""
-        return self in (Method.NVML_ENERGY, Method.RAPL)
+        return self in (Method.NVML_ENERGY, Method.AMDSMI_ENERGY, Method.RAPL)
 
 
 # Documented relative uncertainty of each method (half-width of the band around the value).
@@ -51,6 +55,8 @@ class Method(str, enum.Enum):
 DEFAULT_UNCERTAINTY: Mapping[Method, float] = {
     Method.NVML_ENERGY: 0.05,
     Method.NVML_POWER: 0.10,
+    Method.AMDSMI_ENERGY: 0.05,
+    Method.AMDSMI_POWER: 0.10,
     Method.RAPL: 0.10,
     Method.TDP_MODEL: 0.50,
     Method.RAM_MODEL: 0.60,

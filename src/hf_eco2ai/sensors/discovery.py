@@ -4,7 +4,9 @@ Policy:
 
 * **GPU** (``track_gpu``): NVML for the GPUs this process owns (``gpu_devices`` or
   ``CUDA_VISIBLE_DEVICES``; when ``LOCAL_WORLD_SIZE`` ranks all see the same GPUs, each rank
-  takes its own, see :meth:`NvmlSensor.try_create`).
+  takes its own, see :meth:`NvmlSensor.try_create`); beside it, amdsmi for the AMD GPUs it owns
+  (``ROCR_VISIBLE_DEVICES``/``HIP_VISIBLE_DEVICES``/``CUDA_VISIBLE_DEVICES``, see
+  :class:`~hf_eco2ai.sensors.amdsmi.AmdSmiSensor`); a host with both gets both.
 * **CPU** (``track_cpu``): RAPL package counters when readable, else the TDP model.
 * **RAM** (``track_ram``): the RAPL ``dram`` domain when there is one, else the RAM model.
 * Host CPU and RAM are measured by local rank 0 only, so a node is never counted once per rank.
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.sensors.amdsmi import AmdSmiSensor
 from hf_eco2ai.sensors.base import Sensor
 from hf_eco2ai.sensors.cpu_model import CpuTdpSensor
 from hf_eco2ai.sensors.nvml import NvmlSensor
@@ -85,6 +88,7 @@ def discover_sensors(
     local_rank: int = 0,
     rapl_root: str = DEFAULT_ROOT,
     nvml: Any = None,
+    amdsmi: Any = None,
     environ: Mapping[str, str] | None = None,
     cpuinfo_path: str = "/proc/cpuinfo",
     cgroup_root: str = "/sys/fs/cgroup",
@@ -92,7 +96,7 @@ def discover_sensors(
 ) -> Discovery:
     """Build the sensors ``config`` asks for on this host; never raises for a missing device.
 
-    ``nvml`` (a pynvml-like module), ``environ``, ``rapl_root``, ``cpuinfo_path``,
+    ``nvml`` (a pynvml-like module), ``amdsmi`` (an amdsmi-like module), ``environ``, ``rapl_root``, ``cpuinfo_path``,
     ``cgroup_root`` and ``proc_cgroup`` are injectable for tests.
     """
     env = os.environ if environ is None else environ
@@ -118,6 +122,11 @@ def discover_sensors(
                 sensors.append(gpu)
     else:
         notes.append("GPU: not tracked (track_gpu=false)")
+
+    # ---- AMD GPUs (amdsmi), beside NVML: see _add_amd_gpus --------------------------------
+    if config.track_gpu:
+        _add_amd_gpus(config, sensors, notes, amdsmi=amdsmi, env=env, local_rank=local_rank)
+    # ---- end of AMD GPUs ------------------------------------------------------------------
 
     if not (config.track_cpu or config.track_ram):
         notes.append("CPU/RAM: not tracked (track_cpu=false, track_ram=false)")
@@ -176,3 +185,32 @@ def discover_sensors(
             sensors.append(ram)
             notes.append(f"RAM: estimated (no RAPL dram domain): {ram.devices[0].note}")
     return Discovery(tuple(sensors), tuple(notes))
+
+
+# ---- AMD GPUs (amdsmi) ------------------------------------------------------------------------
+def _add_amd_gpus(
+    config: CarbonConfig,
+    sensors: list[Sensor],
+    notes: list[str],
+    *,
+    amdsmi: Any,
+    env: Mapping[str, str],
+    local_rank: int,
+) -> None:
+    """Add the amdsmi sensor for the AMD GPUs this process owns (a note either way)."""
+    found = _contained(
+        "GPU (AMD)",
+        notes,
+        lambda: AmdSmiSensor.try_create(
+            config.gpu_devices,
+            amdsmi=amdsmi,
+            environ=env,
+            local_rank=local_rank,
+            local_world_size=_local_world_size(env),
+        ),
+    )
+    if found is not None:
+        gpu, note = found
+        notes.append(f"GPU: {note}")
+        if gpu is not None:
+            sensors.append(gpu)
