@@ -228,3 +228,13 @@ def test_the_docs_state_the_years_and_licences_of_the_data() -> None:
     assert "ENTSO-E data" not in readme  # the old, wrong description of the placeholder
     zone_years = {r["year"] for r in _csv("zones.csv") if r["source"] == "green-algorithms"}
     assert f"{min(zone_years)}–{max(zone_years)}" in doc
+
+
+def test_the_figures_the_docs_quote_are_the_tables() -> None:
+    doc = DOC.read_text(encoding="utf-8")
+    world = tables.world_average()
+    assert f"({world.value:.1f} gCO2e/kWh, {tables.world_average_year()})" in doc
+    fr = tables.country_intensity("FR")
+    assert f"# {fr.source}, {fr.value:.1f} g/kWh" in doc
+    pl = tables.country_intensity("PL")
+    assert f"CarbonIntensity(value={pl.value}, zone='PL', source='{pl.source}')" in doc

@@ -147,6 +147,57 @@ def test_refresh_from_synthetic_sources(tmp_path: Path, capsys: pytest.CaptureFi
     assert iso["FR"]["alpha3"] == "FRA"
 
 
+GRAPHER = (
+    "Entity,Code,Year,Carbon intensity of electricity - gCO2/kWh\n"
+    "Africa (Ember),,2024,542.4\n"
+    "France,FRA,2023,56.0\n"
+    "France,FRA,2024,44.18\n"
+    "Kosovo,OWID_KOS,2024,700\n"
+    "World,OWID_WRL,2023,484.4\n"
+    "World,OWID_WRL,2024,473.0\n"
+)
+
+
+def test_refresh_from_owid_grapher_download(tmp_path: Path) -> None:
+    src = _write_sources(tmp_path / "src")
+    (src / rt.GRAPHER_FILE).write_text(GRAPHER, encoding="utf-8")
+    tables = rt.build_tables(src, tmp_path / "nothing")
+    countries = {r["alpha2"]: r for r in tables.countries}
+    # the grapher file wins for the countries it has, at their latest year ...
+    assert (countries["FR"]["intensity_g_per_kwh"], countries["FR"]["year"]) == ("44.18", "2024")
+    assert countries["JE"]["intensity_g_per_kwh"] == "44.18"
+    # ... CodeCarbon's copy fills the others, and OWID's World row is the world average
+    assert countries["DE"]["intensity_g_per_kwh"] == "350"
+    assert (countries["WORLD"]["intensity_g_per_kwh"], countries["WORLD"]["year"]) == (
+        "473",
+        "2024",
+    )
+    assert countries["WORLD"]["note"] == "Our World in Data's World figure"
+    assert countries["BV"]["intensity_g_per_kwh"] == "473"
+    # without CodeCarbon's file the grapher file alone is enough
+    (src / "global_energy_mix.json").unlink()
+    alone = {r["alpha2"]: r for r in rt.build_tables(src, tmp_path / "nothing").countries}
+    assert alone["FR"]["source"] == "owid"
+    assert alone["DE"]["source"] == "world-average"  # no figure without CodeCarbon's copy
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("Entity,Code,Year\nFrance,FRA,2024\n", "expected columns"),
+        ("Entity,Code,Year,v\nFrance,FRA,2024,44\n", "World"),
+        ("Entity,Code,Year,v\nWorld,OWID_WRL,2024,473\n", "country rows"),
+        ("Entity,Code,Year,v\nFrance,FRA,2024,-5\nWorld,OWID_WRL,2024,473\n", "outside"),
+        ("Entity,Code,Year,v\nFrance,FRA,20x4,44\nWorld,OWID_WRL,2024,473\n", "year"),
+    ],
+)
+def test_malformed_grapher_download(tmp_path: Path, content: str, message: str) -> None:
+    src = _write_sources(tmp_path / "src")
+    (src / rt.GRAPHER_FILE).write_text(content, encoding="utf-8")
+    with pytest.raises(rt.SourceError, match=message):
+        rt.build_tables(src, tmp_path / "nothing")
+
+
 def test_absent_optional_sources_keep_current_rows(tmp_path: Path) -> None:
     src = _write_sources(tmp_path / "src")
     out = tmp_path / "out"

@@ -20,7 +20,7 @@ class CarbonIntensity:
     """A grid carbon intensity in gCO2e/kWh, the zone it applies to and where it came from.
 
     ``source`` is one of ``config``, ``table:<dataset>@<year>/<basis>`` (a shipped table row, e.g.
-    ``table:owid@2023/lifecycle``; basis ``lifecycle`` or ``direct``, see
+    ``table:owid@2024/lifecycle``; basis ``lifecycle`` or ``direct``, see
     :data:`hf_eco2ai.carbon.tables.BASES`), ``world-average@<year>/<basis>``, ``electricitymaps``
     or ``uk-carbon-intensity`` (a live value).
     """

@@ -5,12 +5,18 @@ from)::
 
     python -m hf_eco2ai.carbon.refresh_tables --from ~/Downloads/carbon-sources [--out DIR]
 
-Source files (only ``global_energy_mix.json`` is required; a missing optional source keeps the
-rows the shipped tables already hold for it):
+Source files (one of the first two is required; a missing optional source keeps the rows the
+shipped tables already hold for it):
 
 ==============================  ==============================================================
-``global_energy_mix.json``      CodeCarbon's country table (Our World in Data / Ember),
-                                keyed by ISO alpha-3, ``carbon_intensity`` in gCO2e/kWh + year
+``carbon-intensity-electricity.csv``
+                                Our World in Data's grapher download of "Carbon intensity of
+                                electricity generation" (``Entity, Code, Year, <value>``), every
+                                year; the latest year of each country is used, and OWID's
+                                ``World`` row is the world average
+``global_energy_mix.json``      CodeCarbon's copy of OWID's figures (one year per country,
+                                ``carbon_intensity``, ``year``, ``total_TWh``): used when the
+                                previous file is absent, and for countries it lacks
 ``iso_3166-1.json``             Debian ``iso-codes``: the ISO 3166-1 country list
 ``iso_3166-2.json``             Debian ``iso-codes``: subdivision names (US-CA → California)
 ``CI_aggregated.csv``           Green Algorithms ``data/v3.0``: US states, Canadian provinces,
@@ -243,11 +249,51 @@ def _subdivision_names(src: Path) -> dict[str, str]:
     }
 
 
-def _owid(src: Path) -> dict[str, tuple[float, int, float]]:
+GRAPHER_FILE = "carbon-intensity-electricity.csv"
+
+
+def _owid_grapher(
+    src: Path,
+) -> tuple[dict[str, tuple[float, int, float]], tuple[float, int]] | None:
+    """(alpha-3 → (intensity, latest year, 0), (world, year)) from OWID's grapher download."""
+    path = src / GRAPHER_FILE
+    if not path.exists():
+        return None
+    latest: dict[str, tuple[float, int, float]] = {}
+    world: tuple[float, int] | None = None
+    for row in _read_csv(path):
+        code, value_col = (
+            row.get("Code", ""),
+            next(iter(row.keys() - {"Entity", "Code", "Year"}), ""),
+        )
+        if not value_col or "Year" not in row:
+            raise SourceError(f"{GRAPHER_FILE}: expected columns Entity, Code, Year, <value>")
+        what = f"{GRAPHER_FILE}[{row.get('Entity', '')} {row['Year']}]"
+        if code == "OWID_WRL":
+            value, year = _intensity(row[value_col], what), _year(row["Year"], what)
+            if world is None or year > world[1]:
+                world = (value, year)
+            continue
+        if not re.fullmatch(r"[A-Z]{3}", code):  # regions, OWID_* aggregates
+            continue
+        value, year = _intensity(row[value_col], what), _year(row["Year"], what)
+        if code not in latest or year > latest[code][1]:
+            latest[code] = (value, year, 0.0)
+    if not latest or world is None:
+        raise SourceError(f"{GRAPHER_FILE}: needs country rows and the World (OWID_WRL) row")
+    return latest, world
+
+
+def _owid(src: Path, *, required: bool = True) -> dict[str, tuple[float, int, float]]:
     """alpha-3 → (intensity, year, generation TWh) from CodeCarbon's global_energy_mix.json."""
     path = src / "global_energy_mix.json"
     if not path.exists():
-        raise SourceError(f"{path} is required (CodeCarbon's global_energy_mix.json)")
+        if not required:
+            return {}
+        raise SourceError(
+            f"{path} is required (CodeCarbon's global_energy_mix.json), unless {GRAPHER_FILE} "
+            "(Our World in Data) is given"
+        )
     data = _read_json(path)
     if not isinstance(data, dict) or not data:
         raise SourceError("global_energy_mix.json: expected an object keyed by ISO alpha-3")
@@ -381,14 +427,21 @@ def build_tables(src: Path, current: Path = DATA_DIR) -> Tables:
     """
     iso = _iso_rows(src, current)
     names = _subdivision_names(src)
-    owid = _owid(src)
+    grapher = _owid_grapher(src)
+    owid = _owid(src, required=grapher is None)
     eco = _eco2ai_countries(src)
 
-    weighted = [(v, g) for v, _, g in owid.values() if g > 0]
-    if not weighted:
-        raise SourceError("global_energy_mix.json: no generation figures for a world average")
-    world = sum(v * g for v, g in weighted) / sum(g for _, g in weighted)
-    world_year = max(y for _, y, _ in owid.values())
+    if grapher is not None:
+        owid.update(grapher[0])
+        world, world_year = grapher[1]
+        world_note = "Our World in Data's World figure"
+    else:
+        weighted = [(v, g) for v, _, g in owid.values() if g > 0]
+        if not weighted:
+            raise SourceError("global_energy_mix.json: no generation figures for a world average")
+        world = sum(v * g for v, g in weighted) / sum(g for _, g in weighted)
+        world_year = max(y for _, y, _ in owid.values())
+        world_note = "generation-weighted mean of the owid country rows"
 
     by_a2: dict[str, Row] = {}
     countries: list[Row] = []
@@ -424,7 +477,7 @@ def build_tables(src: Path, current: Path = DATA_DIR) -> Tables:
                 _fmt(world),
                 str(world_year),
                 SRC_OWID,
-                "generation-weighted mean of the owid country rows",
+                world_note,
             ),
         }
     )

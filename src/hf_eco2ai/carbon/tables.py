@@ -2,7 +2,7 @@
 
 Every lookup returns a :class:`~hf_eco2ai.carbon.intensity.CarbonIntensity` whose ``source`` says
 which dataset, year and basis the figure comes from (``table:<dataset>@<year>/<basis>``, e.g.
-``table:owid@2023/lifecycle``; :data:`BASES`) and whose ``zone`` names the grid (``FR``, ``US-CA``,
+``table:owid@2024/lifecycle``; :data:`BASES`) and whose ``zone`` names the grid (``FR``, ``US-CA``,
 ``aws:us-east-1→US-VA``). A cloud region has the figure of the zone or country it sits in, so a
 grid has one figure whichever cloud runs there. The CSV files under ``data/`` are read lazily on
 first use and cached; nothing is read at import time.
@@ -19,7 +19,7 @@ Example:
     >>> cloud_region_intensity("us-east-1").zone
     'aws:us-east-1→US-VA'
     >>> world_average().source
-    'world-average@2023/lifecycle'
+    'world-average@2024/lifecycle'
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class TableEntry:
         """``table:<dataset>@<year>/<basis>``; ``world-average@<year>/<basis>`` without a figure.
 
         >>> country_entry("FR").source_label
-        'table:owid@2023/lifecycle'
+        'table:owid@2024/lifecycle'
         """
         return _label(self.source, self.year, self.basis)
 
@@ -214,7 +214,7 @@ def country_intensity(country: str, *, table: str = "builtin") -> CarbonIntensit
 
     >>> ci = country_intensity("FR")
     >>> ci.zone, ci.source
-    ('FR', 'table:owid@2023/lifecycle')
+    ('FR', 'table:owid@2024/lifecycle')
     """
     if table == "eco2ai":
         return _eco2ai_lookup(get_country(country).alpha2, None)
