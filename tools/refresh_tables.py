@@ -5,21 +5,35 @@ where each comes from)::
 
     python tools/refresh_tables.py --from ~/Downloads/carbon-sources [--out DIR]
 
-Source files (only ``global_energy_mix.json`` is required; a missing optional source keeps the
-rows the shipped tables already hold for it):
+Source files (one of the first two is required; a missing optional source keeps the rows the
+shipped tables already hold for it):
 
 ==============================  ==============================================================
-``global_energy_mix.json``      CodeCarbon's country table (Our World in Data / Ember),
-                                keyed by ISO alpha-3, ``carbon_intensity`` in gCO2e/kWh + year
+``carbon-intensity-electricity.csv``
+                                Our World in Data's grapher download of "Carbon intensity of
+                                electricity generation" (``Entity, Code, Year, <value>``), every
+                                year; the latest year of each country is used, and OWID's
+                                ``World`` row is the world average
+``global_energy_mix.json``      CodeCarbon's copy of OWID's figures (one year per country,
+                                ``carbon_intensity``, ``year``, ``total_TWh``): used when the
+                                previous file is absent, and for countries it lacks
 ``iso_3166-1.json``             Debian ``iso-codes``: the ISO 3166-1 country list
 ``iso_3166-2.json``             Debian ``iso-codes``: subdivision names (US-CA → California)
 ``CI_aggregated.csv``           Green Algorithms ``data/v3.0``: US states, Canadian provinces,
                                 Australian states (gCO2e/kWh, year in the source text)
-``nordic_emissions.json``       CodeCarbon's Nordic bidding zones (ENTSO-E based)
-``impact.csv``                  CodeCarbon's cloud table: Google Cloud's per-region grid intensity
+``google-cloud-<YEAR>.csv``     Google's ``region-carbon-info`` ``data/yearly/<YEAR>.csv``:
+                                the GCP region list and Google's published (operational)
+                                figure, kept in the ``published_*`` columns; the newest year wins
 ``carbon_index.csv``            eco2ai's carbon index: used for countries the first file lacks
 ``cloud_region_locations.csv``  cloud region → grid zone (defaults to the shipped copy)
 ==============================  ==============================================================
+
+Every row carries its ``basis`` (``lifecycle``: generation plus upstream/life-cycle emissions of
+each source; ``direct``: combustion at the plant only) and ``licence`` (:data:`SOURCE_META`).
+One rule gives a cloud region its figure: the figure of the zone it sits in, else of its country,
+so the same grid gets the same number on every cloud. The nine Swedish and Norwegian bidding
+zones carry their country's figure (:data:`NORDIC_NAMES`): no zone figure on the national basis is
+available.
 
 Nothing here runs at import time; the module only reads and writes files when called.
 
@@ -47,19 +61,14 @@ Row = dict[str, str]
 #: The directory the tables ship in (``src/hf_eco2ai/carbon/data`` of this checkout).
 DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "hf_eco2ai" / "carbon" / "data"
 
-COUNTRY_COLUMNS = ("alpha2", "alpha3", "name", "intensity_g_per_kwh", "year", "source", "note")
-ZONE_COLUMNS = ("zone", "country", "code", "name", "intensity_g_per_kwh", "year", "source", "note")
-CLOUD_COLUMNS = (
-    "provider",
-    "region",
-    "country",
-    "zone",
-    "location",
-    "intensity_g_per_kwh",
-    "year",
-    "source",
-    "note",
-)
+#: The provenance columns every intensity row carries.
+PROVENANCE = ("intensity_g_per_kwh", "year", "source", "basis", "licence", "note")
+COUNTRY_COLUMNS = ("alpha2", "alpha3", "name", *PROVENANCE)
+ZONE_COLUMNS = ("zone", "country", "code", "name", *PROVENANCE)
+#: ``published_*``: a figure the cloud provider publishes for the region (Google only), kept for
+#: reference and not used by lookups (a different basis from the national figures).
+PUBLISHED = ("published_g_per_kwh", "published_year", "published_source", "published_basis")
+CLOUD_COLUMNS = ("provider", "region", "country", "zone", "location", *PROVENANCE, *PUBLISHED)
 ISO_COLUMNS = ("alpha2", "alpha3", "numeric", "name")
 LOCATION_COLUMNS = ("provider", "region", "zone", "location", "reference")
 
@@ -67,9 +76,17 @@ LOCATION_COLUMNS = ("provider", "region", "zone", "location", "reference")
 SRC_OWID = "owid"
 SRC_ECO2AI = "eco2ai"
 SRC_GREEN_ALGORITHMS = "green-algorithms"
-SRC_NORDIC = "codecarbon-nordic"
 SRC_GOOGLE = "google-cloud"
 SRC_WORLD = "world-average"
+
+#: ``source`` → (``basis``, ``licence``) of its rows.
+SOURCE_META: Mapping[str, tuple[str, str]] = {
+    SRC_OWID: ("lifecycle", "CC-BY-4.0"),
+    SRC_WORLD: ("lifecycle", "CC-BY-4.0"),  # the mean of the owid rows
+    SRC_GREEN_ALGORITHMS: ("direct", "CC-BY-4.0"),
+    SRC_ECO2AI: ("unstated", "Apache-2.0"),
+    SRC_GOOGLE: ("direct", "Apache-2.0"),  # Google: "operational gross emissions"
+}
 
 #: Territories without their own figure whose grid is the neighbour's (interconnection/imports).
 #: Anything else without data gets the world average, flagged in ``note``.
@@ -97,10 +114,19 @@ GA_COUNTRIES = ("US", "CA", "AU")
 #: Typos in upstream region names.
 CLOUD_REGION_FIXES: Mapping[str, str] = {"me-cenrtal1": "me-central1"}
 
-#: Calendar year of the Google Cloud region figures in CodeCarbon's ``impact.csv``
-#: (Google's mid-2024 publication, which reports calendar year 2023).
-GOOGLE_YEAR = 2023
+#: Why a zone's figure is not on the national (lifecycle) basis, by source.
+ZONE_BASIS_NOTES: Mapping[str, str] = {
+    "US": "state figure on a direct basis (eGRID output emission rate); no lifecycle figure per "
+    "state in the sources used",
+    "CA": "provincial figure on a direct basis (Canada's National Inventory Report); no lifecycle "
+    "figure per province in the sources used",
+    "AU": "state figure on a direct basis (National Greenhouse Accounts scope 2 factor); no "
+    "lifecycle figure per state in the sources used",
+}
 
+#: Swedish and Norwegian bidding zones: they carry their country's figure (the only sourced
+#: figures, CodeCarbon's, were a uniform 18 g/kWh placeholder), kept so that ``SE3`` resolves
+#: and a live provider is asked for the zone.
 NORDIC_NAMES: Mapping[str, str] = {
     "SE1": "Sweden bidding zone SE1 (Luleå)",
     "SE2": "Sweden bidding zone SE2 (Sundsvall)",
@@ -223,11 +249,51 @@ def _subdivision_names(src: Path) -> dict[str, str]:
     }
 
 
-def _owid(src: Path) -> dict[str, tuple[float, int, float]]:
+GRAPHER_FILE = "carbon-intensity-electricity.csv"
+
+
+def _owid_grapher(
+    src: Path,
+) -> tuple[dict[str, tuple[float, int, float]], tuple[float, int]] | None:
+    """(alpha-3 → (intensity, latest year, 0), (world, year)) from OWID's grapher download."""
+    path = src / GRAPHER_FILE
+    if not path.exists():
+        return None
+    latest: dict[str, tuple[float, int, float]] = {}
+    world: tuple[float, int] | None = None
+    for row in _read_csv(path):
+        code, value_col = (
+            row.get("Code", ""),
+            next(iter(row.keys() - {"Entity", "Code", "Year"}), ""),
+        )
+        if not value_col or "Year" not in row:
+            raise SourceError(f"{GRAPHER_FILE}: expected columns Entity, Code, Year, <value>")
+        what = f"{GRAPHER_FILE}[{row.get('Entity', '')} {row['Year']}]"
+        if code == "OWID_WRL":
+            value, year = _intensity(row[value_col], what), _year(row["Year"], what)
+            if world is None or year > world[1]:
+                world = (value, year)
+            continue
+        if not re.fullmatch(r"[A-Z]{3}", code):  # regions, OWID_* aggregates
+            continue
+        value, year = _intensity(row[value_col], what), _year(row["Year"], what)
+        if code not in latest or year > latest[code][1]:
+            latest[code] = (value, year, 0.0)
+    if not latest or world is None:
+        raise SourceError(f"{GRAPHER_FILE}: needs country rows and the World (OWID_WRL) row")
+    return latest, world
+
+
+def _owid(src: Path, *, required: bool = True) -> dict[str, tuple[float, int, float]]:
     """alpha-3 → (intensity, year, generation TWh) from CodeCarbon's global_energy_mix.json."""
     path = src / "global_energy_mix.json"
     if not path.exists():
-        raise SourceError(f"{path} is required (CodeCarbon's global_energy_mix.json)")
+        if not required:
+            return {}
+        raise SourceError(
+            f"{path} is required (CodeCarbon's global_energy_mix.json), unless {GRAPHER_FILE} "
+            "(Our World in Data) is given"
+        )
     data = _read_json(path)
     if not isinstance(data, dict) or not data:
         raise SourceError("global_energy_mix.json: expected an object keyed by ISO alpha-3")
@@ -296,51 +362,48 @@ def _green_algorithms(src: Path, names: Mapping[str, str]) -> list[Row] | None:
     return out
 
 
-def _nordic(src: Path) -> list[Row] | None:
-    path = src / "nordic_emissions.json"
-    if not path.exists():
-        return None
-    data = _read_json(path)
-    zones = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(zones, dict):
-        raise SourceError("nordic_emissions.json: expected an object with a 'data' object")
+def _nordic(by_a2: Mapping[str, Row]) -> list[Row]:
     out: list[Row] = []
-    for key, entry in zones.items():
-        if key not in NORDIC_NAMES:  # whole countries (FI) come from the country table
+    for key, name in NORDIC_NAMES.items():
+        national = by_a2.get(key[:2])
+        if national is None:
             continue
-        what = f"nordic_emissions.json[{key}]"
-        if not isinstance(entry, dict):
-            raise SourceError(f"{what}: expected an object")
-        unit = str(entry.get("unit", "gCO2eq/kWh"))
-        if "kwh" not in unit.lower() or not unit.lower().startswith("gco2"):
-            raise SourceError(f"{what}: unexpected unit {unit!r}")
         out.append(
             {
                 "zone": f"{key[:2]}-{key}",
                 "country": key[:2],
                 "code": key,
-                "name": NORDIC_NAMES[key],
-                "intensity_g_per_kwh": _fmt(_intensity(entry.get("emission_factor"), what)),
-                "year": str(_year(entry.get("year"), what)),
-                "source": SRC_NORDIC,
-                "note": "historical averages from ENTSO-E data (CodeCarbon)",
+                "name": name,
+                **{k: national[k] for k in PROVENANCE if k != "note"},
+                "note": f"no sourced bidding-zone figure on the national basis: figure of "
+                f"{key[:2]}",
             }
         )
     return out
 
 
-def _google(src: Path) -> dict[str, float] | None:
-    path = src / "impact.csv"
-    if not path.exists():
+def _google(src: Path) -> tuple[int, dict[str, float]] | None:
+    """(year, region → Google's published grid intensity) from the newest Google yearly file."""
+    found = sorted(
+        (int(m.group(1)), p)
+        for p in src.glob("google-cloud-*.csv")
+        if (m := re.fullmatch(r"google-cloud-(\d{4})\.csv", p.name))
+    )
+    if not found:
         return None
+    year, path = found[-1]
+    _year(year, path.name)
     out: dict[str, float] = {}
     for row in _read_csv(path):
-        if row.get("provider", "").lower() != "gcp":
-            continue
-        region = row.get("region", "").strip().lower()
+        region = row.get("Google Cloud Region", "").strip().lower()
+        raw = next((v for k, v in row.items() if k.startswith("Grid carbon intensity")), "")
+        if not region:
+            raise SourceError(f"{path.name}: needs a 'Google Cloud Region' column")
         region = CLOUD_REGION_FIXES.get(region, region)
-        out[region] = _intensity(row.get("impact", ""), f"impact.csv[{region}]")
-    return out
+        out[region] = _intensity(raw, f"{path.name}[{region}]")
+    if not out:
+        raise SourceError(f"{path.name}: no regions")
+    return year, out
 
 
 def _locations(src: Path, current: Path) -> list[Row]:
@@ -364,14 +427,21 @@ def build_tables(src: Path, current: Path = DATA_DIR) -> Tables:
     """
     iso = _iso_rows(src, current)
     names = _subdivision_names(src)
-    owid = _owid(src)
+    grapher = _owid_grapher(src)
+    owid = _owid(src, required=grapher is None)
     eco = _eco2ai_countries(src)
 
-    weighted = [(v, g) for v, _, g in owid.values() if g > 0]
-    if not weighted:
-        raise SourceError("global_energy_mix.json: no generation figures for a world average")
-    world = sum(v * g for v, g in weighted) / sum(g for _, g in weighted)
-    world_year = max(y for _, y, _ in owid.values())
+    if grapher is not None:
+        owid.update(grapher[0])
+        world, world_year = grapher[1]
+        world_note = "Our World in Data's World figure"
+    else:
+        weighted = [(v, g) for v, _, g in owid.values() if g > 0]
+        if not weighted:
+            raise SourceError("global_energy_mix.json: no generation figures for a world average")
+        world = sum(v * g for v, g in weighted) / sum(g for _, g in weighted)
+        world_year = max(y for _, y, _ in owid.values())
+        world_note = "generation-weighted mean of the owid country rows"
 
     by_a2: dict[str, Row] = {}
     countries: list[Row] = []
@@ -380,15 +450,14 @@ def build_tables(src: Path, current: Path = DATA_DIR) -> Tables:
         row: Row = {"alpha2": a2, "alpha3": a3, "name": entry["name"]}
         if a3 in owid:
             value, year, _ = owid[a3]
-            row.update(intensity_g_per_kwh=_fmt(value), year=str(year), source=SRC_OWID, note="")
+            row.update(_provenance(_fmt(value), str(year), SRC_OWID, ""))
         elif a3 in eco:
-            row.update(intensity_g_per_kwh=_fmt(eco[a3]), year="2022", source=SRC_ECO2AI, note="")
+            row.update(_provenance(_fmt(eco[a3]), "2022", SRC_ECO2AI, ""))
         else:
             row.update(
-                intensity_g_per_kwh=_fmt(world),
-                year=str(world_year),
-                source=SRC_WORLD,
-                note="no public figure: world average",
+                _provenance(
+                    _fmt(world), str(world_year), SRC_WORLD, "no public figure: world average"
+                )
             )
         by_a2[a2] = row
         countries.append(row)
@@ -397,31 +466,35 @@ def build_tables(src: Path, current: Path = DATA_DIR) -> Tables:
         target = by_a2.get(parent)
         if proxied is None or target is None or proxied["source"] != SRC_WORLD:
             continue
-        proxied.update(
-            intensity_g_per_kwh=target["intensity_g_per_kwh"],
-            year=target["year"],
-            source=target["source"],
-            note=f"no own figure: grid of {parent} (interconnected)",
-        )
+        proxied.update({k: target[k] for k in PROVENANCE})
+        proxied["note"] = f"no own figure: grid of {parent} (interconnected)"
     countries.append(
         {
             "alpha2": "WORLD",
             "alpha3": "WLD",
             "name": "World",
-            "intensity_g_per_kwh": _fmt(world),
-            "year": str(world_year),
-            "source": SRC_OWID,
-            "note": "generation-weighted mean of the owid country rows",
+            **_provenance(
+                _fmt(world),
+                str(world_year),
+                SRC_OWID,
+                world_note,
+            ),
         }
     )
 
-    old_zones = read_table(current / "zones.csv")
-    zones: list[Row] = []
-    for source_name, fresh in (
-        (SRC_GREEN_ALGORITHMS, _green_algorithms(src, names)),
-        (SRC_NORDIC, _nordic(src)),
-    ):
-        zones.extend(fresh if fresh is not None else _keep(old_zones, source_name))
+    fresh = _green_algorithms(src, names)
+    if fresh is None:
+        fresh = _keep(read_table(current / "zones.csv"), SRC_GREEN_ALGORITHMS)
+    for zone_row in fresh:
+        zone_row.update(
+            _provenance(
+                zone_row["intensity_g_per_kwh"],
+                zone_row["year"],
+                SRC_GREEN_ALGORITHMS,
+                _zone_note(zone_row),
+            )
+        )
+    zones = fresh + _nordic(by_a2)
     zones.sort(key=lambda r: r["zone"])
 
     locations = _locations(src, current)
@@ -441,26 +514,47 @@ def build_tables(src: Path, current: Path = DATA_DIR) -> Tables:
             "country": country,
             "zone": zone,
             "location": loc["location"],
+            **{k: base[k] for k in PROVENANCE},
+            "note": _cloud_note(zone, base, by_a2[country]),
         }
-        old = old_cloud.get((provider, region))
-        if provider == "gcp" and google is not None and region in google:
+        old = old_cloud.get((provider, region), {})
+        if provider == "gcp" and google is not None and region in google[1]:
             row.update(
-                intensity_g_per_kwh=_fmt(google[region]),
-                year=str(GOOGLE_YEAR),
-                source=SRC_GOOGLE,
-                note="Google Cloud region grid carbon intensity",
+                published_g_per_kwh=_fmt(google[1][region]),
+                published_year=str(google[0]),
+                published_source=SRC_GOOGLE,
+                published_basis=SOURCE_META[SRC_GOOGLE][0],
             )
-        elif google is None and old is not None and old.get("source") == SRC_GOOGLE:
-            row.update({k: old[k] for k in ("intensity_g_per_kwh", "year", "source", "note")})
-        else:
-            row.update(
-                intensity_g_per_kwh=base["intensity_g_per_kwh"],
-                year=base["year"],
-                source=base["source"],
-                note=f"grid of {zone}",
-            )
+        elif google is None and old.get("published_source") == SRC_GOOGLE:
+            row.update({k: old[k] for k in PUBLISHED})
         cloud.append(row)
     return Tables(iso=iso, countries=countries, zones=zones, cloud=cloud, locations=locations)
+
+
+def _provenance(value: str, year: str, source: str, note: str) -> Row:
+    basis, licence = SOURCE_META[source]
+    return {
+        "intensity_g_per_kwh": value,
+        "year": year,
+        "source": source,
+        "basis": basis,
+        "licence": licence,
+        "note": note,
+    }
+
+
+def _cloud_note(zone: str, base: Row, national: Row) -> str:
+    if base["basis"] != national["basis"]:
+        return f"grid of {zone}: {ZONE_BASIS_NOTES.get(zone[:2], base['basis'] + ' basis')}"
+    return f"grid of {zone}"
+
+
+def _zone_note(row: Row) -> str:
+    upstream = row.get("note", "")
+    reason = ZONE_BASIS_NOTES.get(row["country"], "")
+    if reason and not upstream.startswith(reason):
+        return f"{reason}; upstream: {upstream}" if upstream else reason
+    return upstream
 
 
 def _keep(rows: Iterable[Row], source: str) -> list[Row]:

@@ -49,19 +49,9 @@ GA = (
     "CN-HK,Asia,China,Hong Kong,710,Region,x (data from 2020),\n"
     "FR,Europe,France,Any,51.28,Country,AIB (data from 2020),\n"
 )
-NORDIC = {
-    "data": {
-        "SE3": {"emission_factor": 18.0, "unit": "gCO2eq/kWh", "year": 2024},
-        "FI": {"emission_factor": 72.0, "unit": "gCO2eq/kWh", "year": 2025},
-    }
-}
-IMPACT = (
-    "\ufeffprovider,providerName,offsetRatio,region,regionName,country_name,countryIsoCode,"
-    "state,city,impact,source,comment\n"
-    "gcp,Google Cloud Platform,100,europe-west9,,France,FRA,,Paris,34,google,\n"
-    "gcp,Google Cloud Platform,100,me-cenrtal1,,Qatar,QAT,,Doha,575,google,\n"
-    "aws,Amazon,100,eu-west-3,,France,FRA,,Paris,105,old,\n"
-)
+GOOGLE_HEADER = "Google Cloud Region,Location,Google CFE,Grid carbon intensity (gCO2eq / kWh)\n"
+GOOGLE_2023 = GOOGLE_HEADER + "europe-west9,Paris,0.95,34\n"
+GOOGLE_2024 = GOOGLE_HEADER + "europe-west9,Paris,0.96,16.30\nme-cenrtal1,Doha,0.01,366\n"
 ECO2AI = (
     "country,region,alternative_name,alpha_2_code,alpha_3_code,un_code,"
     '"Emission intensity, kg/MWh"\n'
@@ -86,8 +76,8 @@ def _write_sources(src: Path) -> Path:
     (src / "iso_3166-2.json").write_text(json.dumps(ISO2))
     (src / "global_energy_mix.json").write_text(json.dumps(OWID))
     (src / "CI_aggregated.csv").write_text(GA)
-    (src / "nordic_emissions.json").write_text(json.dumps(NORDIC))
-    (src / "impact.csv").write_text(IMPACT, encoding="utf-8")
+    (src / "google-cloud-2023.csv").write_text(GOOGLE_2023, encoding="utf-8")
+    (src / "google-cloud-2024.csv").write_text(GOOGLE_2024, encoding="utf-8")
     (src / "carbon_index.csv").write_text(ECO2AI)
     (src / "cloud_region_locations.csv").write_text(LOCATIONS)
     return src
@@ -112,12 +102,14 @@ def test_refresh_from_synthetic_sources(tmp_path: Path, capsys: pytest.CaptureFi
     assert countries["FR"]["intensity_g_per_kwh"] == "50"
     assert countries["FR"]["source"] == "owid"
     assert countries["FR"]["year"] == "2023"
+    assert (countries["FR"]["basis"], countries["FR"]["licence"]) == ("lifecycle", "CC-BY-4.0")
     assert countries["DE"]["year"] == "2022"
     assert countries["QA"]["name"] == "Qatar"
     # no own figure: Jersey takes France's (interconnected), Antarctica eco2ai's, Bouvet the world's
     assert countries["JE"]["intensity_g_per_kwh"] == "50"
     assert countries["JE"]["note"].startswith("no own figure: grid of FR")
     assert countries["AQ"]["source"] == "eco2ai"
+    assert countries["AQ"]["basis"] == "unstated"
     world = (50 * 100 + 350 * 300 + 600 * 10) / 410
     assert float(countries["WORLD"]["intensity_g_per_kwh"]) == pytest.approx(world, abs=1e-3)
     assert countries["WORLD"]["year"] == "2023"
@@ -125,23 +117,87 @@ def test_refresh_from_synthetic_sources(tmp_path: Path, capsys: pytest.CaptureFi
     assert countries["BV"]["intensity_g_per_kwh"] == countries["WORLD"]["intensity_g_per_kwh"]
 
     zones = _read(out / "zones.csv")
-    assert set(zones) == {"US-CA", "CA-MB", "SE-SE3"}
+    assert set(zones) == {"US-CA", "CA-MB", "SE-SE1", "SE-SE2", "SE-SE3", "SE-SE4"}
     assert zones["US-CA"]["name"] == "California"
     assert zones["US-CA"]["year"] == "2020"
+    assert zones["US-CA"]["basis"] == "direct"
+    assert "direct basis" in zones["US-CA"]["note"]
     assert zones["CA-MB"]["year"] == "2019"
-    assert zones["SE-SE3"]["source"] == "codecarbon-nordic"
+    # bidding zones: the national figure, on the national basis, said in the note
+    sweden = {k: countries["SE"][k] for k in ("intensity_g_per_kwh", "year", "source", "basis")}
+    assert {k: zones["SE-SE3"][k] for k in sweden} == sweden
+    assert zones["SE-SE3"]["note"].endswith("figure of SE")
 
     cloud = _read(out / "cloud_regions.csv")
-    assert cloud["gcp:europe-west9"]["intensity_g_per_kwh"] == "34"
-    assert cloud["gcp:europe-west9"]["source"] == "google-cloud"
-    assert cloud["gcp:me-central1"]["intensity_g_per_kwh"] == "575"  # upstream typo fixed
-    assert cloud["aws:eu-west-3"]["intensity_g_per_kwh"] == "50"  # the grid, not old figures
+    # one figure per grid: GCP Paris has France's figure, like AWS Paris
+    assert cloud["gcp:europe-west9"]["intensity_g_per_kwh"] == "50"
+    assert cloud["gcp:europe-west9"]["source"] == "owid"
+    # Google's own figure is kept for reference, from the newest year supplied
+    assert cloud["gcp:europe-west9"]["published_g_per_kwh"] == "16.3"
+    assert cloud["gcp:europe-west9"]["published_year"] == "2024"
+    assert cloud["gcp:europe-west9"]["published_basis"] == "direct"
+    assert cloud["gcp:me-central1"]["published_g_per_kwh"] == "366"  # upstream typo fixed
+    assert cloud["aws:eu-west-3"]["intensity_g_per_kwh"] == "50"
+    assert cloud["aws:eu-west-3"]["published_g_per_kwh"] == ""
     assert cloud["aws:us-west-1"]["source"] == "green-algorithms"
-    assert cloud["aws:eu-north-1"]["intensity_g_per_kwh"] == "18"
+    assert "direct basis" in cloud["aws:us-west-1"]["note"]
+    assert cloud["aws:eu-north-1"]["intensity_g_per_kwh"] == "40"  # SE3: Sweden's figure
+    assert cloud["aws:eu-north-1"]["note"] == "grid of SE-SE3"
     assert cloud["azure:canadacentral"]["intensity_g_per_kwh"] == "170"  # no CA-ON: country
 
     iso = _read(out / "iso3166.csv")
     assert iso["FR"]["alpha3"] == "FRA"
+
+
+GRAPHER = (
+    "Entity,Code,Year,Carbon intensity of electricity - gCO2/kWh\n"
+    "Africa (Ember),,2024,542.4\n"
+    "France,FRA,2023,56.0\n"
+    "France,FRA,2024,44.18\n"
+    "Kosovo,OWID_KOS,2024,700\n"
+    "World,OWID_WRL,2023,484.4\n"
+    "World,OWID_WRL,2024,473.0\n"
+)
+
+
+def test_refresh_from_owid_grapher_download(tmp_path: Path) -> None:
+    src = _write_sources(tmp_path / "src")
+    (src / rt.GRAPHER_FILE).write_text(GRAPHER, encoding="utf-8")
+    tables = rt.build_tables(src, tmp_path / "nothing")
+    countries = {r["alpha2"]: r for r in tables.countries}
+    # the grapher file wins for the countries it has, at their latest year ...
+    assert (countries["FR"]["intensity_g_per_kwh"], countries["FR"]["year"]) == ("44.18", "2024")
+    assert countries["JE"]["intensity_g_per_kwh"] == "44.18"
+    # ... CodeCarbon's copy fills the others, and OWID's World row is the world average
+    assert countries["DE"]["intensity_g_per_kwh"] == "350"
+    assert (countries["WORLD"]["intensity_g_per_kwh"], countries["WORLD"]["year"]) == (
+        "473",
+        "2024",
+    )
+    assert countries["WORLD"]["note"] == "Our World in Data's World figure"
+    assert countries["BV"]["intensity_g_per_kwh"] == "473"
+    # without CodeCarbon's file the grapher file alone is enough
+    (src / "global_energy_mix.json").unlink()
+    alone = {r["alpha2"]: r for r in rt.build_tables(src, tmp_path / "nothing").countries}
+    assert alone["FR"]["source"] == "owid"
+    assert alone["DE"]["source"] == "world-average"  # no figure without CodeCarbon's copy
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("Entity,Code,Year\nFrance,FRA,2024\n", "expected columns"),
+        ("Entity,Code,Year,v\nFrance,FRA,2024,44\n", "World"),
+        ("Entity,Code,Year,v\nWorld,OWID_WRL,2024,473\n", "country rows"),
+        ("Entity,Code,Year,v\nFrance,FRA,2024,-5\nWorld,OWID_WRL,2024,473\n", "outside"),
+        ("Entity,Code,Year,v\nFrance,FRA,20x4,44\nWorld,OWID_WRL,2024,473\n", "year"),
+    ],
+)
+def test_malformed_grapher_download(tmp_path: Path, content: str, message: str) -> None:
+    src = _write_sources(tmp_path / "src")
+    (src / rt.GRAPHER_FILE).write_text(content, encoding="utf-8")
+    with pytest.raises(rt.SourceError, match=message):
+        rt.build_tables(src, tmp_path / "nothing")
 
 
 def test_absent_optional_sources_keep_current_rows(tmp_path: Path) -> None:
@@ -150,8 +206,8 @@ def test_absent_optional_sources_keep_current_rows(tmp_path: Path) -> None:
     assert rt.main(["--from", str(src), "--out", str(out)]) == 0
     for name in (
         "CI_aggregated.csv",
-        "nordic_emissions.json",
-        "impact.csv",
+        "google-cloud-2023.csv",
+        "google-cloud-2024.csv",
         "iso_3166-1.json",
         "iso_3166-2.json",
         "cloud_region_locations.csv",
@@ -160,9 +216,10 @@ def test_absent_optional_sources_keep_current_rows(tmp_path: Path) -> None:
         (src / name).unlink()
     assert rt.main(["--from", str(src), "--out", str(out)]) == 0
     zones = _read(out / "zones.csv")
-    assert set(zones) == {"US-CA", "CA-MB", "SE-SE3"}
+    assert set(zones) == {"US-CA", "CA-MB", "SE-SE1", "SE-SE2", "SE-SE3", "SE-SE4"}
+    assert zones["US-CA"]["note"].count("direct basis") == 1  # kept rows: note not repeated
     cloud = _read(out / "cloud_regions.csv")
-    assert cloud["gcp:europe-west9"]["source"] == "google-cloud"
+    assert cloud["gcp:europe-west9"]["published_g_per_kwh"] == "16.3"
     assert len(_read(out / "iso3166.csv")) == len(ISO["3166-1"])
     assert _read(out / "countries.csv")["AQ"]["source"] == "world-average"
 
@@ -194,20 +251,16 @@ def test_absent_optional_sources_keep_current_rows(tmp_path: Path) -> None:
             "banner\nlocation,Type,carbonIntensity,source\nUS-CA,Region,200,undated\n",
             "no 'data from YYYY'",
         ),
-        ("nordic_emissions.json", '{"data": []}', "'data' object"),
-        ("nordic_emissions.json", '{"data": {"SE1": 5}}', "expected an object"),
-        (
-            "nordic_emissions.json",
-            '{"data": {"SE1": {"emission_factor": 5, "unit": "lb/MWh", "year": 2024}}}',
-            "unexpected unit",
-        ),
+        ("google-cloud-2024.csv", GOOGLE_HEADER + "europe-west9,Paris,1,x\n", "number"),
+        ("google-cloud-2024.csv", GOOGLE_HEADER, "no regions"),
+        ("google-cloud-2024.csv", "Region,x\neurope-west9,1\n", "'Google Cloud Region'"),
         ("cloud_region_locations.csv", "provider,region\naws,x\n", "needs columns"),
         (
             "cloud_region_locations.csv",
             "provider,region,zone,location,reference\naws,x,ZZ,y,z\n",
             "zone 'ZZ'",
         ),
-        ("impact.csv", b"\xff\xfe\x00bad", "cannot read CSV"),
+        ("google-cloud-2024.csv", b"\xff\xfe\x00bad", "cannot read CSV"),
     ],
 )
 def test_malformed_sources(tmp_path: Path, name: str, content: str | bytes, message: str) -> None:

@@ -30,6 +30,7 @@ def test_every_iso_country_has_a_row_with_provenance() -> None:
         assert 0 <= float(row["intensity_g_per_kwh"]) <= 2000, row
         assert 1990 <= int(row["year"]) <= 2100, row
         assert row["source"] in {"owid", "eco2ai", "world-average"}, row
+        assert (row["basis"], row["licence"]) == ("lifecycle", "CC-BY-4.0"), row
     assert sum(r["source"] == "owid" for r in rows.values()) > 200
     assert rows["JE"]["note"].startswith("no own figure: grid of FR")
 
@@ -58,15 +59,21 @@ def test_cloud_table() -> None:
         assert region.zone.startswith(region.country)
         assert 0 <= region.value <= 2000
         assert region.label == f"{region.provider}:{region.region}→{region.zone}"
-    sources = {r.source for r in regions}
-    assert "google-cloud" in sources
+    published = [r for r in regions if r.published_value is not None]
+    assert {r.provider for r in published} == {"gcp"}
+    assert {(r.published_source, r.published_basis) for r in published} == {
+        ("google-cloud", "direct")
+    }
+    assert {"us-east2", "us-central2"} <= {r.region for r in published}
 
 
 # --------------------------------------------------------------------------- lookups
 def test_country_lookup_alpha2_and_alpha3() -> None:
     row = next(r for r in _csv("countries.csv") if r["alpha2"] == "FR")
     expected = CarbonIntensity(
-        float(row["intensity_g_per_kwh"]), zone="FR", source=f"table:owid@{row['year']}"
+        float(row["intensity_g_per_kwh"]),
+        zone="FR",
+        source=f"table:owid@{row['year']}/lifecycle",
     )
     assert tables.country_intensity("FR") == expected
     assert tables.country_intensity("fra") == expected
@@ -76,7 +83,7 @@ def test_country_lookup_alpha2_and_alpha3() -> None:
 
 def test_country_without_figure_is_world_average_source() -> None:
     ci = tables.country_intensity("AQ")
-    assert ci.source == "world-average"
+    assert ci.source == f"world-average@{tables.world_average_year()}/lifecycle"
     assert ci.zone == "AQ"
     assert ci.value == tables.world_average().value
 
@@ -143,7 +150,12 @@ def test_cloud_region_lookup(name: str, provider: str | None, label: str) -> Non
 
 def test_cloud_region_sources() -> None:
     gcp = tables.cloud_region_intensity("europe-west9")
-    assert gcp.source == "table:google-cloud@2023"
+    assert (gcp.value, gcp.source) == (
+        tables.country_intensity("FR").value,
+        tables.country_intensity("FR").source,
+    )
+    assert tables.cloud_region_intensity("us-east2", "gcp").zone == "gcp:us-east2→US-GA"
+    assert tables.cloud_region_intensity("us-central2", "gcp").zone == "gcp:us-central2→US-OK"
     aws = tables.cloud_region_intensity("us-east-1")
     assert aws.value == tables.region_intensity("US", "VA").value
     assert aws.source == tables.region_intensity("US", "VA").source
@@ -162,7 +174,7 @@ def test_cloud_region_unknown() -> None:
 def test_world_average() -> None:
     world = tables.world_average()
     assert world.zone == "WORLD"
-    assert world.source == "world-average"
+    assert world.source == f"world-average@{tables.world_average_year()}/lifecycle"
     assert 400 < world.value < 550
     assert tables.world_average_year().isdigit()
 
@@ -240,7 +252,7 @@ def test_eco2ai_table(fake_eco2ai: Path) -> None:
     assert tables.eco2ai_table_path() == fake_eco2ai
     tables.ensure_table_available("eco2ai")
     fr = tables.country_intensity("FRA", table="eco2ai")
-    assert fr == CarbonIntensity(51.282, zone="FR", source="table:eco2ai@0.3.10")
+    assert fr == CarbonIntensity(51.282, zone="FR", source="table:eco2ai@0.3.10/unstated")
     assert tables.country_intensity("NA", table="eco2ai").value == 48.077
     assert tables.region_intensity("US", "CA", table="eco2ai").zone == "US-CA"
     assert tables.region_intensity("US", "california", table="eco2ai").value == 175.62
@@ -261,7 +273,7 @@ def test_eco2ai_lookup_fallbacks(fake_eco2ai: Path, caplog: pytest.LogCaptureFix
     assert len(caplog.records) == 1
     caplog.clear()
     us = tables.lookup("US", "Atlantis", table="eco2ai")
-    assert us.source == "table:eco2ai@0.3.10"
+    assert us.source == "table:eco2ai@0.3.10/unstated"
     assert len(caplog.records) == 1
     caplog.clear()
     de_region = tables.lookup("DE", "Bavaria", table="eco2ai")
@@ -273,7 +285,7 @@ def test_eco2ai_version_unknown(fake_eco2ai: Path) -> None:
     (fake_eco2ai.parents[2] / "eco2ai-0.3.10.dist-info" / "METADATA").unlink()
     (fake_eco2ai.parents[2] / "eco2ai-0.3.10.dist-info").rmdir()
     importlib.invalidate_caches()
-    assert tables.country_intensity("FR", table="eco2ai").source == "table:eco2ai@unknown"
+    assert tables.country_intensity("FR", table="eco2ai").source == "table:eco2ai@unknown/unstated"
 
 
 def test_eco2ai_missing_is_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,8 +19,10 @@ from typing import Protocol, runtime_checkable
 class CarbonIntensity:
     """A grid carbon intensity in gCO2e/kWh, the zone it applies to and where it came from.
 
-    ``source`` is one of ``config``, ``table:<name>@<year>``, ``electricitymaps``,
-    ``uk-carbon-intensity`` or ``world-average``.
+    ``source`` is one of ``config``, ``table:<dataset>@<year>/<basis>`` (a shipped table row, e.g.
+    ``table:owid@2024/lifecycle``; basis ``lifecycle`` or ``direct``, see
+    :data:`hf_eco2ai.carbon.tables.BASES`), ``world-average@<year>/<basis>``, ``electricitymaps``
+    or ``uk-carbon-intensity`` (a live value).
     """
 
     value: float

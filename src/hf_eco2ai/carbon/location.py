@@ -17,7 +17,7 @@ Example:
     >>> from hf_eco2ai.config import CarbonConfig
     >>> r = resolve_intensity(CarbonConfig(country="FR"), environ={})
     >>> r.method, r.intensity.zone, r.intensity.source
-    ('country', 'FR', 'table:owid@2023')
+    ('country', 'FR', 'table:owid@2024/lifecycle')
     >>> resolve_intensity(CarbonConfig(), environ={"AWS_REGION": "eu-west-3"}).method
     'cloud-env'
 """

@@ -1,12 +1,15 @@
 """Carbon-intensity tables: countries, sub-national zones, cloud regions, world average.
 
 Every lookup returns a :class:`~hf_eco2ai.carbon.intensity.CarbonIntensity` whose ``source`` says
-which dataset and year the figure comes from (``table:<dataset>@<year>``, e.g. ``table:owid@2023``)
-and whose ``zone`` names the grid (``FR``, ``US-CA``, ``aws:us-east-1→US-VA``). The CSV files under
-``data/`` are read lazily on first use and cached; nothing is read at import time.
+which dataset, year and basis the figure comes from (``table:<dataset>@<year>/<basis>``, e.g.
+``table:owid@2024/lifecycle``; :data:`BASES`) and whose ``zone`` names the grid (``FR``, ``US-CA``,
+``aws:us-east-1→US-VA``). A cloud region has the figure of the zone or country it sits in, so a
+grid has one figure whichever cloud runs there. The CSV files under ``data/`` are read lazily on
+first use and cached; nothing is read at import time.
 
 ``table='eco2ai'`` looks countries and regions up in the carbon index shipped by an installed
-``eco2ai`` package, read as a data file: eco2ai itself is never imported.
+``eco2ai`` package, read as a data file: eco2ai itself is never imported. Its basis is not stated
+by eco2ai, and the source says so (``table:eco2ai@<version>/unstated``).
 
 Example:
     >>> country_intensity("FRA").zone
@@ -16,7 +19,7 @@ Example:
     >>> cloud_region_intensity("us-east-1").zone
     'aws:us-east-1→US-VA'
     >>> world_average().source
-    'world-average'
+    'world-average@2024/lifecycle'
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ WORLD_ZONE = "WORLD"
 WORLD_SOURCE = "world-average"
 #: Cloud providers known to the cloud-region table.
 PROVIDERS = ("aws", "gcp", "azure")
+#: ``basis`` values of the table rows: ``lifecycle`` counts each source's life-cycle emissions
+#: (construction, fuel supply, combustion; Ember's method, used by Our World in Data);
+#: ``direct`` counts combustion at the plant only (eGRID, national inventories, Google's
+#: "operational" figures); ``unstated``: the source does not say (eco2ai's index).
+BASES = ("lifecycle", "direct", "unstated")
 _PROVIDER_ALIASES = {"amazon": "aws", "google": "gcp", "gce": "gcp", "microsoft": "azure"}
 
 
@@ -57,14 +65,18 @@ class TableEntry:
     value: float
     year: str
     source: str
+    basis: str
+    licence: str
     note: str = ""
 
     @property
     def source_label(self) -> str:
-        """``table:<dataset>@<year>``, or ``world-average`` for a row without its own figure."""
-        if self.source == WORLD_SOURCE:
-            return WORLD_SOURCE
-        return f"table:{self.source}@{self.year}"
+        """``table:<dataset>@<year>/<basis>``; ``world-average@<year>/<basis>`` without a figure.
+
+        >>> country_entry("FR").source_label
+        'table:owid@2024/lifecycle'
+        """
+        return _label(self.source, self.year, self.basis)
 
     def intensity(self) -> CarbonIntensity:
         """This row as a :class:`CarbonIntensity`."""
@@ -83,7 +95,15 @@ class CloudRegion:
     value: float
     year: str
     source: str
+    basis: str
+    licence: str
     note: str = ""
+    #: A figure the provider publishes for the region (Google), not used by the lookups: its
+    #: basis differs from the national one. ``None`` when the provider publishes none.
+    published_value: float | None = None
+    published_year: str = ""
+    published_source: str = ""
+    published_basis: str = ""
 
     @property
     def label(self) -> str:
@@ -92,8 +112,14 @@ class CloudRegion:
 
     def intensity(self) -> CarbonIntensity:
         """This region's grid intensity as a :class:`CarbonIntensity`."""
-        source = WORLD_SOURCE if self.source == WORLD_SOURCE else f"table:{self.source}@{self.year}"
-        return CarbonIntensity(self.value, zone=self.label, source=source)
+        return CarbonIntensity(
+            self.value, zone=self.label, source=_label(self.source, self.year, self.basis)
+        )
+
+
+def _label(source: str, year: str, basis: str) -> str:
+    head = WORLD_SOURCE if source == WORLD_SOURCE else f"table:{source}"
+    return f"{head}@{year}/{basis}"
 
 
 # --------------------------------------------------------------------------- loading
@@ -112,6 +138,8 @@ def _countries() -> dict[str, TableEntry]:
             value=float(r["intensity_g_per_kwh"]),
             year=r["year"],
             source=r["source"],
+            basis=r["basis"],
+            licence=r["licence"],
             note=r["note"],
         )
         out[r["alpha2"]] = entry
@@ -128,6 +156,8 @@ def _zones() -> dict[str, TableEntry]:
             value=float(r["intensity_g_per_kwh"]),
             year=r["year"],
             source=r["source"],
+            basis=r["basis"],
+            licence=r["licence"],
             note=r["note"],
         )
         for r in _rows("zones.csv")
@@ -146,7 +176,13 @@ def _cloud() -> dict[tuple[str, str], CloudRegion]:
             value=float(r["intensity_g_per_kwh"]),
             year=r["year"],
             source=r["source"],
+            basis=r["basis"],
+            licence=r["licence"],
             note=r["note"],
+            published_value=float(r["published_g_per_kwh"]) if r["published_g_per_kwh"] else None,
+            published_year=r["published_year"],
+            published_source=r["published_source"],
+            published_basis=r["published_basis"],
         )
         for r in _rows("cloud_regions.csv")
     }
@@ -179,7 +215,7 @@ def country_intensity(country: str, *, table: str = "builtin") -> CarbonIntensit
 
     >>> ci = country_intensity("FR")
     >>> ci.zone, ci.source
-    ('FR', 'table:owid@2023')
+    ('FR', 'table:owid@2024/lifecycle')
     """
     if table == "eco2ai":
         return _eco2ai_lookup(get_country(country).alpha2, None)
@@ -252,7 +288,7 @@ def find_cloud_region(region: str, provider: str | None = None) -> CloudRegion |
     >>> find_cloud_region("West Europe").label
     'azure:westeurope→NL'
     >>> find_cloud_region("gcp:europe-west9").source
-    'google-cloud'
+    'owid'
     """
     prefix, name = split_provider(region)
     if prefix is not None:
@@ -276,8 +312,9 @@ def cloud_region_intensity(region: str, provider: str | None = None) -> CarbonIn
     Raises:
         KeyError: unknown region.
 
-    >>> cloud_region_intensity("europe-west9", "gcp").value
-    34.0
+    >>> gcp, aws = cloud_region_intensity("europe-west9", "gcp"), cloud_region_intensity("eu-west-3")
+    >>> gcp.value == aws.value == country_intensity("FR").value
+    True
     """
     found = find_cloud_region(region, provider)
     if found is None:
@@ -295,13 +332,17 @@ def cloud_regions() -> tuple[CloudRegion, ...]:
 
 
 def world_average() -> CarbonIntensity:
-    """The world average, the last fallback (``zone='WORLD'``, ``source='world-average'``).
+    """The world average, the last fallback (``zone='WORLD'``, ``source='world-average@…'``).
+
+    It is the generation-weighted mean of the country rows, on their (lifecycle) basis.
 
     >>> 400 < world_average().value < 550
     True
     """
     entry = _countries()[WORLD_ZONE]
-    return CarbonIntensity(entry.value, zone=WORLD_ZONE, source=WORLD_SOURCE)
+    return CarbonIntensity(
+        entry.value, zone=WORLD_ZONE, source=_label(WORLD_SOURCE, entry.year, entry.basis)
+    )
 
 
 def world_average_year() -> str:
@@ -468,7 +509,7 @@ def _eco2ai_lookup(alpha2: str, region: str | None) -> CarbonIntensity:
         ensure_table_available("eco2ai")
     assert path is not None
     rows = [r for r in _eco2ai_rows(path) if r.country == alpha2]
-    source = f"table:eco2ai@{_eco2ai_version()}"
+    source = _label("eco2ai", _eco2ai_version(), "unstated")
     if region is None:
         for row in rows:
             if row.region == "Whole country":
