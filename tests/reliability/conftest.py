@@ -95,9 +95,13 @@ def instrumented(telemetry: Telemetry, config: CarbonConfig) -> Iterator[HFEco2A
         instrumentor.uninstrument()
 
 
-def fast_config(output_dir: str | os.PathLike[str] = "runs", **changes: Any) -> CarbonConfig:
-    """A config that samples often and writes reports under ``output_dir`` (no PNG noise)."""
-    values: dict[str, Any] = {"sample_interval": 0.05, "output_dir": str(output_dir)}
+def fast_config(output_dir: str | os.PathLike[str] | None = "runs", **changes: Any) -> CarbonConfig:
+    """A config that samples often and writes reports under ``output_dir`` (None: the
+    framework's own output location)."""
+    values: dict[str, Any] = {
+        "sample_interval": 0.05,
+        "output_dir": None if output_dir is None else str(output_dir),
+    }
     values.update(changes)
     return CarbonConfig(**values)
 

@@ -5,7 +5,11 @@ Instruments in code (so the fake 255 W devices of ``tests/conftest.py`` can be i
 ``--spans-file`` (JSON lines) through a ``BatchSpanProcessor`` that never exports on its own
 schedule: spans reach the file only when the provider is flushed or shut down. Prints ``READY``
 (flushed) once training has made ``--ready-step`` steps, and ``TRAINED`` when ``train()``
-returns. ``--step-sleep`` slows the steps down so a signal can arrive mid-run.
+returns. ``--step-sleep`` slows the steps down so a signal can arrive mid-run. ``--leave`` makes
+the program leave training at step 2 the way a user's program might: ``keyboard`` (an uncaught
+``KeyboardInterrupt``, as Ctrl-C), ``exit3`` (``sys.exit(3)``), or ``fork-exit`` (a child forked
+mid-training leaves through ``sys.exit(0)``, unwinding the inherited ``train()``; the parent
+waits for it and trains on).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--ready-step", type=int, default=0)
     parser.add_argument("--step-sleep", type=float, default=0.0)
+    parser.add_argument("--leave", choices=["keyboard", "exit3", "fork-exit"])
     ns = parser.parse_args(argv)
 
     from transformers import TrainerCallback
@@ -54,6 +59,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print("READY", flush=True)
             if ns.step_sleep:
                 time.sleep(ns.step_sleep)
+            if state.global_step == 2 and ns.leave == "keyboard":
+                raise KeyboardInterrupt
+            if state.global_step == 2 and ns.leave == "exit3":
+                sys.exit(3)
+            if state.global_step == 2 and ns.leave == "fork-exit":
+                import os
+
+                pid = os.fork()
+                if pid == 0:
+                    sys.exit(0)  # unwinds the inherited train() in the child
+                os.waitpid(pid, 0)
 
     if not ns.auto:
         from opentelemetry.sdk.trace import TracerProvider
