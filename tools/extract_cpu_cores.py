@@ -57,8 +57,14 @@ def main(argv: list[str]) -> int:
             continue
         seen.add(clean)
         writer.writerow(
-            [clean, vendor, segment, f"{cores:g}", "" if threads is None else f"{threads:g}",
-             f"{tdp:g}"]
+            [
+                clean,
+                vendor,
+                segment,
+                f"{cores:g}",
+                "" if threads is None else f"{threads:g}",
+                f"{tdp:g}",
+            ]
         )
     return 0
 

@@ -328,7 +328,7 @@ class CpuTdpSensor:
                 f"virtual machine: {match.name!r} is in the table ({match.tdp_w:g} W) but not"
                 " the package's core count"
                 if match is not None
-                else f"unknown CPU {self.cpu_model!r}"
+                else f"unknown CPU {self.cpu_model!r} (not in the TDP table)"
             )
             source = (
                 f"{why}: default {DEFAULT_TDP_PER_CORE_W:g} W x {cores:g} core(s)"

@@ -43,6 +43,7 @@ __all__ = [
     "CpuShareMeter",
     "FakeTree",
     "JobScope",
+    "JobScopedSensor",
     "ProcessTree",
     "gpu_scope",
     "host_busy_seconds",
@@ -303,3 +304,82 @@ def gpu_scope(
         if total > 0:
             share = job_share(ours, total, 1.0)
     return JobScope(share, True)
+
+
+# ---------------------------------------------------------------------- host-scope sensors
+class JobScopedSensor:
+    """Adds this job's :class:`JobScope` to the readings of a host-scope sensor.
+
+    For RAPL (CPU packages: the share of busy CPU time; ``dram``: the tree's share of the host's
+    used memory) and NVML (GPUs: :func:`gpu_scope`, through the sensor's ``nvml_handle(index)``).
+    The wrapped sensor's readings are unchanged; a failure to compute the share leaves
+    ``scope`` None (job = host for that interval) and never fails the reading.
+
+    Example:
+        >>> class OneCpu:
+        ...     from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
+        ...     devices = (DeviceInfo("package-0", HwType.CPU, "c", "v", Method.RAPL),)
+        ...     def read(self, index): from hf_eco2ai.sensors.base import Reading; return Reading(10.0, 5.0)
+        ...     def close(self): pass
+        >>> s = JobScopedSensor(OneCpu(), FakeTree([0.0, 1.0]), busy_seconds=iter([0.0, 4.0]).__next__)
+        >>> s.read(0).scope.share, s.read(0).scope.share
+        (1.0, 0.25)
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        tree: ProcessTree | FakeTree | None = None,
+        *,
+        busy_seconds: Callable[[], float] = host_busy_seconds,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.inner = inner
+        self.tree = tree if tree is not None else ProcessTree()
+        self._busy_seconds = busy_seconds
+        self._clock = clock
+        self._meters: dict[int, CpuShareMeter] = {}
+        self._gpu_seen_us: dict[int, int] = {}
+
+    def __getattr__(self, name: str) -> Any:  # kinds(), try_create facts, ...
+        return getattr(self.inner, name)
+
+    @property
+    def devices(self) -> Sequence[Any]:
+        """The wrapped sensor's devices."""
+        return self.inner.devices  # type: ignore[no-any-return]
+
+    def read(self, index: int) -> Any:
+        """The wrapped reading, with ``scope`` set where this job's share is known."""
+        reading = self.inner.read(index)
+        try:
+            reading.scope = self._scope(index)
+        except Exception:  # the host reading stands; the share is unknown this time
+            reading.scope = None
+        return reading
+
+    def close(self) -> None:
+        """Close the wrapped sensor."""
+        self.inner.close()
+
+    def _scope(self, index: int) -> JobScope | None:
+        kind = getattr(self.inner.devices[index].hw_type, "value", "")
+        if kind == "cpu":
+            meter = self._meters.get(index)
+            if meter is None:
+                meter = self._meters[index] = CpuShareMeter(
+                    self.tree, busy_seconds=self._busy_seconds
+                )
+            return meter.sample()
+        if kind == "memory":
+            vm = psutil.virtual_memory()
+            used = float(vm.total - vm.available)
+            return JobScope(job_share(float(self.tree.rss_bytes()), used, 1.0))
+        handle_of = getattr(self.inner, "nvml_handle", None)
+        if kind == "gpu" and handle_of is not None:
+            nvml, handle = handle_of(index)
+            now_us = int(self._clock() * 1e6)
+            since = self._gpu_seen_us.get(index, now_us - 1_000_000)
+            self._gpu_seen_us[index] = now_us
+            return gpu_scope(nvml, handle, self.tree.pids(), last_seen_us=since)
+        return None
