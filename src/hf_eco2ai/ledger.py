@@ -211,7 +211,7 @@ class History:
 
     ``t_ns`` (n,), ``power_w`` (n, devices) raw device power of the job scope, ``energy_j`` (n,)
     attributed cumulative energy of the job scope, ``intensity`` (n,) gCO2e/kWh in force;
-    ``host_power_w`` and ``host_energy_j`` the same for the host scope.
+    ``host_energy_j`` (n,) the attributed cumulative energy of the host scope.
     """
 
     devices: tuple[DeviceInfo, ...]
@@ -219,9 +219,6 @@ class History:
     power_w: npt.NDArray[np.float64]
     energy_j: npt.NDArray[np.float64]
     intensity: npt.NDArray[np.float64]
-    host_power_w: npt.NDArray[np.float64] = field(
-        default_factory=lambda: np.zeros((0, 0), dtype=np.float64)
-    )
     host_energy_j: npt.NDArray[np.float64] = field(
         default_factory=lambda: np.zeros(0, dtype=np.float64)
     )
@@ -254,7 +251,6 @@ class Ledger:
         self._t = np.zeros(self._cap, dtype=np.int64)
         self._p = np.zeros((self._cap, n), dtype=np.float64)
         self._e = np.zeros(self._cap, dtype=np.float64)
-        self._hp = np.zeros((self._cap, n), dtype=np.float64)
         self._he = np.zeros(self._cap, dtype=np.float64)
         self._ci = np.zeros(self._cap, dtype=np.float64)
         self._count = 0
@@ -309,7 +305,6 @@ class Ledger:
             self._count += 1
             self._t[slot] = t_ns
             if n:
-                self._hp[slot, :] = power_w
                 self._p[slot, :] = [p * self._share[i] for i, p in enumerate(power_w)]
             self._e[slot] = sum(self._energy) * self.pue
             self._he[slot] = sum(self._host_energy) * self.pue
@@ -418,7 +413,6 @@ class Ledger:
                 self._p[idx].copy(),
                 self._e[idx].copy(),
                 self._ci[idx].copy(),
-                self._hp[idx].copy(),
                 self._he[idx].copy(),
             )
 

@@ -174,7 +174,6 @@ def test_job_scope_is_each_intervals_share_of_host_energy() -> None:
     assert hist.energy_j[-1] == pytest.approx(snap.energy_j)
     assert hist.host_energy_j[-1] == pytest.approx(snap.host_energy_j)
     assert hist.power_w[0, 1] == pytest.approx(20.0)  # 40 W x share 0.5
-    assert hist.host_power_w[0, 1] == pytest.approx(40.0)
 
 
 def test_without_scope_job_equals_host() -> None:
