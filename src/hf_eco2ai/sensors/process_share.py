@@ -233,7 +233,7 @@ class CpuShareMeter:
             assert busy_cum is not None
             d_busy = max(0.0, busy_cum - (self._last_busy if self._last_busy is not None else 0.0))
         self._last_job, self._last_busy = job, busy_cum
-        d_job = min(d_job, d_busy) if d_busy > 0 else d_job
+        d_job = min(d_job, d_busy)  # clock skew between the two reads: never more than busy
         fallback = self.job_total_s / self.busy_total_s if self.busy_total_s > 0 else 1.0
         share = job_share(d_job, d_busy, fallback)
         self.job_total_s += d_job
@@ -342,6 +342,8 @@ class JobScopedSensor:
         self._gpu_seen_us: dict[int, int] = {}
 
     def __getattr__(self, name: str) -> Any:  # kinds(), try_create facts, ...
+        if name == "inner":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     @property
