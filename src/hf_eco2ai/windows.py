@@ -25,7 +25,7 @@ from hf_eco2ai.ledger import J_PER_KWH, Snapshot, combined_coverage
 from hf_eco2ai.sensors.base import HwType
 from hf_eco2ai.sensors.process_share import SHARED_THRESHOLD
 
-__all__ = ["EnergyWindow", "device_energies", "measure_window", "shared_host_note"]
+__all__ = ["EnergyWindow", "device_energies", "measure_window", "scope_facts", "shared_host_note"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,3 +186,35 @@ def measure_window(start: Snapshot, start_t_ns: int, end: Snapshot, end_t_ns: in
         shared_devices=tuple(shared),
         band_coverage=combined_coverage(end.devices, des),
     )
+
+
+def scope_facts(window: EnergyWindow) -> dict[str, object]:
+    """Both scopes of ``window``, named, for a report (JSON-ready).
+
+    >>> w = EnergyWindow(1, 2.0, 2.0, 3.0, 0.1, {"cpu": 2.0}, {}, 0, "", "", (), False,
+    ...                  host_energy_j=8.0, host_energy_by_type={"cpu": 8.0}, job_cpu_s=1.0,
+    ...                  busy_cpu_s=4.0, shared_devices=("cpu",), band_coverage=0.9)
+    >>> facts = scope_facts(w)
+    >>> facts["job"]["energy_j"], facts["host"]["energy_j"], facts["other_cpu_share"]
+    (2.0, 8.0, 0.75)
+    """
+    return {
+        "job": {
+            "what": "this process tree's share of each device",
+            "energy_j": window.energy_j,
+            "emissions_g": window.emissions_g,
+            "energy_by_type": dict(window.energy_by_type),
+        },
+        "host": {
+            "what": "what the hardware drew, every process included",
+            "energy_j": window.host_energy_j,
+            "emissions_g": window.host_emissions_g,
+            "energy_by_type": dict(window.host_energy_by_type),
+        },
+        "job_cpu_s": window.job_cpu_s,
+        "busy_cpu_s": window.busy_cpu_s,
+        "other_cpu_share": window.other_cpu_share,
+        "shared_devices": list(window.shared_devices),
+        "shared_host_note": shared_host_note(window),
+        "band_coverage": window.band_coverage,
+    }
