@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -173,6 +174,7 @@ class HostSensor:
 def test_wrapper_adds_each_devices_scope(monkeypatch: pytest.MonkeyPatch) -> None:
     vm = SimpleNamespace(total=16 * 2**30, available=12 * 2**30)  # 4 GiB used
     monkeypatch.setattr(process_share.psutil, "virtual_memory", lambda: vm)
+    monkeypatch.setattr(process_share, "_own_pid_namespace_is_root", lambda: True)
     inner = HostSensor(FakeNvml([1, 2], util=[(1, 50), (2, 50)]))
     tree = FakeTree([0.0, 1.0], rss=2**30, pids={1})
     s = JobScopedSensor(inner, tree, busy_seconds=iter([0.0, 2.0]).__next__, clock=lambda: 5.0)
@@ -184,7 +186,9 @@ def test_wrapper_adds_each_devices_scope(monkeypatch: pytest.MonkeyPatch) -> Non
     dram = s.read(1).scope
     assert dram is not None and dram.share == pytest.approx(0.25)  # 1 GiB of 4 GiB used
     gpu = s.read(2).scope
-    assert gpu is not None and gpu.shared is not False  # pid 2 is not ours (or unknown: None)
+    assert gpu is not None and gpu.shared is True  # pid 2 is not ours
+    assert gpu.share == pytest.approx(0.5)  # half of the SM samples are ours
+    assert inner.nvml.seen == [4_000_000]  # samples since a second before the first read
     s.close()
     assert inner.closed
 
@@ -236,3 +240,18 @@ class _FirstDevice:
 
     def close(self) -> None:
         self.sensor.close()
+
+
+def test_pid_namespace_check_reads_nspid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = open
+
+    def fake_open(path: str, *args: Any, **kwargs: Any) -> Any:
+        if path == "/proc/self/status":
+            return real_open(tmp_path / "status", *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    (tmp_path / "status").write_text("Name:\tpython\nNSpid:\t4242\n")
+    assert process_share._own_pid_namespace_is_root() is True
+    (tmp_path / "status").write_text("Name:\tpython\nNSpid:\t4242\t7\n")  # in a container
+    assert process_share._own_pid_namespace_is_root() is False
