@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,30 @@ def _fresh_warn_once() -> None:
     from hf_eco2ai._logging import reset_once
 
     reset_once()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _nothing_written_into_the_repository() -> Iterator[None]:
+    """The suite writes its files under temporary directories, never into the checkout."""
+    before = set(REPO.iterdir())
+    yield
+    from hf_eco2ai.run import end_open_runs
+
+    end_open_runs(RuntimeError("the test session ended with the run still open"))
+    new = sorted(p.name for p in set(REPO.iterdir()) - before if not p.name.startswith("."))
+    assert new == [], f"tests left files in the repository: {new}"
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left_open() -> Iterator[None]:
+    """A run a test leaves open is ended after it (its report goes where the run began)."""
+    yield
+    from hf_eco2ai.run import end_open_runs
+
+    end_open_runs(RuntimeError("the test ended with the run still open"))
 
 
 @pytest.fixture

@@ -5,6 +5,18 @@ The sampler thread is the only writer (:meth:`Ledger.record`). Everything else r
 no lock, no allocation, no I/O. Emissions are integrated per sample interval,
 ``Σ energy_i × PUE × intensity_i``, so a grid intensity that changes mid-run is accounted for.
 
+Two scopes are kept for every device (see ``docs/how-it-measures.md``):
+
+* **host** — what the hardware drew (``host_energy_j``, ``host_power_w``, ``host_emissions_g``):
+  what ``hw.energy`` / ``hw.power`` report;
+* **job** — this process tree's share (``energy_j``, ``power_w``, ``emissions_g``): each
+  interval's host energy times the reading's :class:`~hf_eco2ai.sensors.process_share.JobScope`
+  share (1 when the reading carries none). Runs, spans, the report headline and the
+  ``hf_eco2ai.*`` metrics read this one.
+
+CPU devices also accumulate this job's CPU seconds and the host's busy CPU seconds, so a window can
+say how much of the host other processes used (:func:`hf_eco2ai.windows.shared_host_note`).
+
 Example:
     >>> from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
     >>> from hf_eco2ai.carbon.intensity import CarbonIntensity
@@ -28,6 +40,7 @@ import numpy.typing as npt
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity
 from hf_eco2ai.sensors.base import DeviceInfo, HwType
+from hf_eco2ai.sensors.process_share import JobScope
 
 J_PER_KWH = 3.6e6
 
@@ -46,7 +59,12 @@ class DeviceStatus:
 
 @dataclass(frozen=True, slots=True)
 class DeviceState:
-    """One device in a snapshot. ``energy_j`` is raw device energy (no PUE) since start."""
+    """One device in a snapshot: raw energy (no PUE) since start, in both scopes.
+
+    ``energy_j`` / ``power_w`` / ``emissions_g`` are this job's share (job scope);
+    ``host_energy_j`` / ``host_power_w`` / ``host_emissions_g`` what the device drew (host scope,
+    what ``hw.energy`` and ``hw.power`` report). They are equal where nothing is shared.
+    """
 
     info: DeviceInfo
     energy_j: float
@@ -57,23 +75,37 @@ class DeviceState:
     memory_limit: int | None = None
     status: str = DeviceStatus.OK
     errors: int = 0
+    host_energy_j: float = 0.0
+    host_power_w: float = 0.0
+    host_emissions_g: float = 0.0
+    job_share: float = 1.0
+    """This job's share of the device in the latest interval (0..1)."""
+    shared: bool | None = None
+    """Other processes used the device in the latest interval (None: unknown)."""
+    shared_intervals: int = 0
+    """Intervals since start in which the device was shared."""
+    job_cpu_s: float = 0.0
+    """CPU seconds of this process tree since start (CPU devices; 0 elsewhere)."""
+    busy_cpu_s: float = 0.0
+    """Busy CPU seconds of the host since start (CPU devices; 0 elsewhere)."""
 
     @property
     def energy_low_j(self) -> float:
-        """Lower end of the uncertainty band of ``energy_j``."""
-        return self.energy_j * (1.0 - self.info.uncertainty)
+        """Lower end of the band of ``energy_j`` (``energy_j x info.band_low``)."""
+        return self.energy_j * self.info.band_low
 
     @property
     def energy_high_j(self) -> float:
-        """Upper end of the uncertainty band of ``energy_j``."""
-        return self.energy_j * (1.0 + self.info.uncertainty)
+        """Upper end of the band of ``energy_j`` (``energy_j x info.band_high``)."""
+        return self.energy_j * self.info.band_high
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything known at the last sampler tick. Immutable; safe to share across threads.
 
-    ``energy_j`` and ``energy_by_type`` are *attributed* energy (device energy × PUE).
+    ``energy_j`` and ``energy_by_type`` are *attributed* energy (device energy × PUE) of the
+    **job** scope; ``host_*`` the same for the **host** scope (what the hardware drew).
     """
 
     t_ns: int
@@ -92,6 +124,17 @@ class Snapshot:
     energy_by_type: Mapping[str, float] = field(default_factory=dict)
     emissions_by_type: Mapping[str, float] = field(default_factory=dict)
     power_by_type: Mapping[str, float] = field(default_factory=dict)
+    host_energy_j: float = 0.0
+    """Attributed energy (PUE applied) of the host scope: what the devices drew."""
+    host_emissions_g: float = 0.0
+    host_power_w: float = 0.0
+    host_energy_by_type: Mapping[str, float] = field(default_factory=dict)
+    host_emissions_by_type: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def band_coverage(self) -> float | None:
+        """Coverage of ``[energy_low_j, energy_high_j]``: see :func:`combined_coverage`."""
+        return combined_coverage(self.devices)
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -102,6 +145,33 @@ class Snapshot:
     def measured(self) -> bool:
         """True only when every device is read from a hardware counter."""
         return bool(self.devices) and all(d.info.measured for d in self.devices)
+
+
+def combined_coverage(
+    devices: Sequence[DeviceState], energies: Sequence[float] | None = None
+) -> float | None:
+    """Coverage of a summed band: ``1 - Σ(1 - coverage_i)`` over devices with energy.
+
+    The sum of the devices' bands contains the true total whenever every device's band contains
+    its own, so this union bound holds whatever the errors' correlation. Devices whose band has
+    no stated coverage (measured methods: a vendor's accuracy figure) are left out; None when
+    no device with energy states one.
+
+    >>> from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
+    >>> cpu = DeviceState(DeviceInfo("cpu", HwType.CPU, "c", "v", Method.TDP_MODEL), 5.0, 0, 0)
+    >>> ram = DeviceState(DeviceInfo("memory", HwType.MEMORY, "r", "v", Method.RAM_MODEL), 1.0, 0, 0)
+    >>> round(combined_coverage([cpu, ram]), 2), combined_coverage([cpu, ram], [0.0, 0.0])
+    (0.9, None)
+    """
+    missed = 0.0
+    stated = False
+    for i, d in enumerate(devices):
+        e = d.energy_j if energies is None else energies[i]
+        c = d.info.band_coverage
+        if e > 0.0 and c is not None:
+            stated = True
+            missed += 1.0 - c
+    return max(0.0, 1.0 - missed) if stated else None
 
 
 def empty_snapshot(devices: Sequence[DeviceInfo], pue: float, t_ns: int = 0) -> Snapshot:
@@ -122,6 +192,8 @@ def empty_snapshot(devices: Sequence[DeviceInfo], pue: float, t_ns: int = 0) -> 
         energy_by_type={t.value: 0.0 for t in _types(devices)},
         emissions_by_type={t.value: 0.0 for t in _types(devices)},
         power_by_type={t.value: 0.0 for t in _types(devices)},
+        host_energy_by_type={t.value: 0.0 for t in _types(devices)},
+        host_emissions_by_type={t.value: 0.0 for t in _types(devices)},
     )
 
 
@@ -137,8 +209,9 @@ def _types(devices: Sequence[DeviceInfo]) -> list[HwType]:
 class History:
     """A copy of the ring buffer, oldest first.
 
-    ``t_ns`` (n,), ``power_w`` (n, devices) raw device power, ``energy_j`` (n,) attributed
-    cumulative energy, ``intensity`` (n,) gCO2e/kWh in force.
+    ``t_ns`` (n,), ``power_w`` (n, devices) raw device power of the job scope, ``energy_j`` (n,)
+    attributed cumulative energy of the job scope, ``intensity`` (n,) gCO2e/kWh in force;
+    ``host_energy_j`` (n,) the attributed cumulative energy of the host scope.
     """
 
     devices: tuple[DeviceInfo, ...]
@@ -146,6 +219,9 @@ class History:
     power_w: npt.NDArray[np.float64]
     energy_j: npt.NDArray[np.float64]
     intensity: npt.NDArray[np.float64]
+    host_energy_j: npt.NDArray[np.float64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.float64)
+    )
 
 
 class Ledger:
@@ -155,19 +231,27 @@ class Ledger:
         self.devices: tuple[DeviceInfo, ...] = tuple(devices)
         self.pue = float(pue)
         n = len(self.devices)
-        self._energy = [0.0] * n
+        self._energy = [0.0] * n  # job scope
         self._emissions = [0.0] * n
+        self._host_energy = [0.0] * n
+        self._host_emissions = [0.0] * n
+        self._share = [1.0] * n
+        self._shared: list[bool | None] = [None] * n
+        self._shared_n = [0] * n
+        self._job_cpu = [0.0] * n
+        self._busy_cpu = [0.0] * n
         self._errors = [0] * n
         self._status = [DeviceStatus.OK] * n
         self._types = [d.hw_type.value for d in self.devices]
         self._type_names = [t.value for t in _types(self.devices)]
-        self._unc = [d.uncertainty for d in self.devices]
+        self._band = [(d.band_low, d.band_high) for d in self.devices]
         self._seq = 0
         self._lock = threading.Lock()
         self._cap = int(history_size)
         self._t = np.zeros(self._cap, dtype=np.int64)
         self._p = np.zeros((self._cap, n), dtype=np.float64)
         self._e = np.zeros(self._cap, dtype=np.float64)
+        self._he = np.zeros(self._cap, dtype=np.float64)
         self._ci = np.zeros(self._cap, dtype=np.float64)
         self._count = 0
         self._latest = empty_snapshot(self.devices, self.pue)
@@ -185,16 +269,33 @@ class Ledger:
         memory_limit: Sequence[int | None] | None = None,
         status: Sequence[str] | None = None,
         errors: Sequence[int] | None = None,
+        scope: Sequence[JobScope | None] | None = None,
     ) -> None:
-        """Add one interval's energy per device (raw J, ≥ 0) and publish a new snapshot."""
+        """Add one interval's energy per device (raw J, ≥ 0) and publish a new snapshot.
+
+        ``energy_deltas_j`` and ``power_w`` are host scope (what the device drew); ``scope``
+        gives each device's job share of the interval (None: all of it is the job's).
+        """
         n = len(self.devices)
         factor = self.pue * intensity.value / J_PER_KWH
         with self._lock:
             for i in range(n):
+                sc = scope[i] if scope is not None else None
+                if sc is not None:
+                    self._share[i] = sc.share
+                    self._shared[i] = sc.shared
+                    self._shared_n[i] += 1 if sc.shared else 0
+                    self._job_cpu[i] += sc.job_cpu_s
+                    self._busy_cpu[i] += sc.busy_cpu_s
+                elif scope is not None:
+                    self._share[i], self._shared[i] = 1.0, None
                 delta = energy_deltas_j[i]
                 if delta > 0.0:
-                    self._energy[i] += delta
-                    self._emissions[i] += delta * factor
+                    job = delta * (sc.share if sc is not None else 1.0)
+                    self._host_energy[i] += delta
+                    self._host_emissions[i] += delta * factor
+                    self._energy[i] += job
+                    self._emissions[i] += job * factor
             if status is not None:
                 self._status = list(status)
             if errors is not None:
@@ -204,9 +305,9 @@ class Ledger:
             self._count += 1
             self._t[slot] = t_ns
             if n:
-                self._p[slot, :] = power_w
-            total = sum(self._energy) * self.pue
-            self._e[slot] = total
+                self._p[slot, :] = [p * self._share[i] for i, p in enumerate(power_w)]
+            self._e[slot] = sum(self._energy) * self.pue
+            self._he[slot] = sum(self._host_energy) * self.pue
             self._ci[slot] = intensity.value
             self._latest = self._build(
                 t_ns, power_w, intensity, utilization, memory_used, memory_limit
@@ -232,9 +333,13 @@ class Ledger:
         e_type = dict.fromkeys(self._type_names, 0.0)
         c_type = dict.fromkeys(self._type_names, 0.0)
         p_type = dict.fromkeys(self._type_names, 0.0)
-        e_lo = e_hi = c_lo = c_hi = p_tot = 0.0
+        he_type = dict.fromkeys(self._type_names, 0.0)
+        hc_type = dict.fromkeys(self._type_names, 0.0)
+        e_lo = e_hi = c_lo = c_hi = p_tot = hp_tot = 0.0
         for i, info in enumerate(self.devices):
-            e, c, p, u = self._energy[i], self._emissions[i], power_w[i], self._unc[i]
+            e, c, hp = self._energy[i], self._emissions[i], power_w[i]
+            p = hp * self._share[i]
+            lo, hi = self._band[i]
             states.append(
                 DeviceState(
                     info,
@@ -246,17 +351,28 @@ class Ledger:
                     memory_limit[i] if memory_limit is not None else None,
                     self._status[i],
                     self._errors[i],
+                    host_energy_j=self._host_energy[i],
+                    host_power_w=hp,
+                    host_emissions_g=self._host_emissions[i],
+                    job_share=self._share[i],
+                    shared=self._shared[i],
+                    shared_intervals=self._shared_n[i],
+                    job_cpu_s=self._job_cpu[i],
+                    busy_cpu_s=self._busy_cpu[i],
                 )
             )
             t = self._types[i]
             e_type[t] += e * pue
             c_type[t] += c
             p_type[t] += p * pue
-            e_lo += e * (1.0 - u)
-            e_hi += e * (1.0 + u)
-            c_lo += c * (1.0 - u)
-            c_hi += c * (1.0 + u)
+            he_type[t] += self._host_energy[i] * pue
+            hc_type[t] += self._host_emissions[i]
+            e_lo += e * lo
+            e_hi += e * hi
+            c_lo += c * lo
+            c_hi += c * hi
             p_tot += p
+            hp_tot += hp
         return Snapshot(
             t_ns=t_ns,
             seq=self._seq,
@@ -273,6 +389,11 @@ class Ledger:
             energy_by_type=e_type,
             emissions_by_type=c_type,
             power_by_type=p_type,
+            host_energy_j=sum(self._host_energy) * pue,
+            host_emissions_g=sum(self._host_emissions),
+            host_power_w=hp_tot * pue,
+            host_energy_by_type=he_type,
+            host_emissions_by_type=hc_type,
         )
 
     # ------------------------------------------------------------------ reader side
@@ -292,6 +413,7 @@ class Ledger:
                 self._p[idx].copy(),
                 self._e[idx].copy(),
                 self._ci[idx].copy(),
+                self._he[idx].copy(),
             )
 
     def reset_lock(self) -> None:

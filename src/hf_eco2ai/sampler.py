@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from hf_eco2ai.carbon.intensity import IntensityProvider
 from hf_eco2ai.ledger import DeviceStatus, Ledger
 from hf_eco2ai.sensors.base import DeviceLostError, Reading, Sensor, SensorError
+from hf_eco2ai.sensors.process_share import JobScope
 
 _LOG = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ class Sampler:
         powers = [0.0] * self._n
         status = [DeviceStatus.OK] * self._n
         errors = [0] * self._n
+        scopes: list[JobScope | None] = [None] * self._n  # job share per device (scope helper)
         for k, tr in enumerate(self._tracks):
             if tr.lost:
                 status[k], errors[k] = DeviceStatus.LOST, tr.errors
@@ -214,6 +216,7 @@ class Sampler:
             errors[k] = tr.errors
             power = max(0.0, float(reading.power_w))
             powers[k] = power
+            scopes[k] = reading.scope
             self._utilization[k] = reading.utilization
             self._mem_used[k] = reading.memory_used
             self._mem_limit[k] = reading.memory_limit
@@ -240,6 +243,7 @@ class Sampler:
             memory_limit=self._mem_limit,
             status=status,
             errors=errors,
+            scope=scopes,
         )
         self.ticks += 1
 

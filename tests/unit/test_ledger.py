@@ -5,8 +5,10 @@ import threading
 import pytest
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity
-from hf_eco2ai.ledger import DeviceStatus, Ledger, empty_snapshot
+from hf_eco2ai.ledger import DeviceStatus, Ledger, combined_coverage, empty_snapshot
+from hf_eco2ai.sensors.bands import RAM_MODEL_BAND, TDP_TABLE_BAND
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
+from hf_eco2ai.sensors.process_share import JobScope
 
 GPU = DeviceInfo("GPU-1", HwType.GPU, "Fake GPU", "NVIDIA", Method.NVML_ENERGY)
 CPU = DeviceInfo("cpu", HwType.CPU, "Fake CPU", "Acme", Method.TDP_MODEL)
@@ -45,12 +47,14 @@ def test_uncertainty_band_uses_each_method() -> None:
     ledger = Ledger([GPU, CPU], pue=1.0, history_size=10)
     ledger.record(1, [100.0, 100.0], [0.0, 0.0], CI_100)
     snap = ledger.snapshot()
-    # nvml-energy +-5 %, tdp-model +-50 %
-    assert snap.energy_low_j == pytest.approx(95 + 50)
-    assert snap.energy_high_j == pytest.approx(105 + 150)
+    # nvml-energy +-5 %, tdp-model (TDP from the table) x1.00..x1.71, both as derived
+    lo, hi = TDP_TABLE_BAND.low, TDP_TABLE_BAND.high
+    assert snap.energy_low_j == pytest.approx(95 + 100 * lo)
+    assert snap.energy_high_j == pytest.approx(105 + 100 * hi)
     assert snap.emissions_low_g < snap.emissions_g < snap.emissions_high_g
-    assert snap.devices[1].energy_low_j == pytest.approx(50)
-    assert snap.devices[1].energy_high_j == pytest.approx(150)
+    assert snap.devices[1].energy_low_j == pytest.approx(100 * lo)
+    assert snap.devices[1].energy_high_j == pytest.approx(100 * hi)
+    assert snap.band_coverage == pytest.approx(TDP_TABLE_BAND.coverage)  # the GPU states none
     assert snap.methods == ("nvml-energy", "tdp-model")
     assert snap.measured is False
 
@@ -131,3 +135,61 @@ def test_reset_lock_gives_a_usable_lock() -> None:
     ledger.reset_lock()
     ledger.record(1, [1.0], [1.0], CI_100)
     assert ledger.snapshot().seq == 1
+
+
+# ---------------------------------------------------------------------- host and job scopes
+def test_job_scope_is_each_intervals_share_of_host_energy() -> None:
+    ledger = Ledger([GPU, CPU, RAM], pue=2.0, history_size=10)
+    cpu_half = JobScope(0.5, True, job_cpu_s=1.0, busy_cpu_s=2.0)
+    ledger.record(
+        1, [3.6e6, 3.6e6, 1.0e3], [100.0, 40.0, 1.0], CI_100, scope=[None, cpu_half, None]
+    )
+    cpu_all = JobScope(1.0, False, job_cpu_s=1.0, busy_cpu_s=1.0)
+    gpu_shared = JobScope(1.0, True)  # others on the GPU, no per-process figures
+    ledger.record(
+        2, [0.0, 3.6e6, 0.0], [100.0, 20.0, 1.0], CI_100, scope=[gpu_shared, cpu_all, None]
+    )
+    snap = ledger.snapshot()
+    gpu, cpu, ram = snap.devices
+    # host: what the devices drew
+    assert cpu.host_energy_j == pytest.approx(7.2e6)
+    assert snap.host_energy_j == pytest.approx(2.0 * (3.6e6 + 7.2e6 + 1e3))
+    assert snap.host_energy_by_type["cpu"] == pytest.approx(2.0 * 7.2e6)
+    assert cpu.host_emissions_g == pytest.approx(400.0)  # 2 kWh x PUE 2 x 100 g/kWh
+    # job: half of the first CPU interval, all of the second; GPU and RAM are all ours
+    assert cpu.energy_j == pytest.approx(1.8e6 + 3.6e6)
+    assert cpu.emissions_g == pytest.approx(300.0)  # 1.5 kWh x PUE 2 x 100 g/kWh
+    assert snap.energy_j == pytest.approx(2.0 * (3.6e6 + 5.4e6 + 1e3))
+    assert snap.energy_by_type["cpu"] == pytest.approx(2.0 * 5.4e6)
+    assert snap.emissions_g < snap.host_emissions_g
+    assert ram.energy_j == ram.host_energy_j == 1e3  # the RAM model is already per process tree
+    # power: host as read, job by the latest share
+    assert (cpu.host_power_w, cpu.power_w) == (20.0, 20.0)
+    assert snap.host_power_w == pytest.approx(2.0 * 121.0)
+    # sharing facts
+    assert (cpu.job_cpu_s, cpu.busy_cpu_s, cpu.shared_intervals) == (2.0, 3.0, 1)
+    assert (gpu.shared, gpu.shared_intervals, cpu.shared) == (True, 1, False)
+    assert ram.shared is None
+    hist = ledger.history()
+    assert hist.energy_j[-1] == pytest.approx(snap.energy_j)
+    assert hist.host_energy_j[-1] == pytest.approx(snap.host_energy_j)
+    assert hist.power_w[0, 1] == pytest.approx(20.0)  # 40 W x share 0.5
+
+
+def test_without_scope_job_equals_host() -> None:
+    ledger = Ledger([CPU], pue=1.0, history_size=4)
+    ledger.record(1, [10.0], [5.0], CI_100)
+    snap = ledger.snapshot()
+    assert snap.energy_j == snap.host_energy_j == 10.0
+    assert snap.devices[0].job_share == 1.0 and snap.devices[0].shared is None
+
+
+def test_combined_coverage_is_a_union_bound() -> None:
+    ledger = Ledger([GPU, CPU, RAM], pue=1.0, history_size=4)
+    ledger.record(1, [10.0, 10.0, 10.0], [0.0, 0.0, 0.0], CI_100)
+    expected = 1.0 - (1.0 - TDP_TABLE_BAND.coverage) - (1.0 - RAM_MODEL_BAND.coverage)
+    assert ledger.snapshot().band_coverage == pytest.approx(expected)
+    only_gpu = Ledger([GPU], pue=1.0, history_size=4)
+    only_gpu.record(1, [10.0], [0.0], CI_100)
+    assert only_gpu.snapshot().band_coverage is None  # a vendor figure states no coverage
+    assert combined_coverage(ledger.snapshot().devices, [0.0, 0.0, 0.0]) is None

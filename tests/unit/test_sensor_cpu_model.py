@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from hf_eco2ai.sensors import cpu_model
+from hf_eco2ai.sensors.bands import TDP_DEFAULT_BAND, TDP_TABLE_BAND
 from hf_eco2ai.sensors.base import HwType, Method, Sensor, SensorError
 from hf_eco2ai.sensors.cpu_model import (
     DEFAULT_TDP_PER_CORE_W,
@@ -28,6 +29,7 @@ from hf_eco2ai.sensors.cpu_model import (
     read_cpu_model,
     read_cpu_vendor,
 )
+from hf_eco2ai.sensors.process_share import FakeTree
 
 CpuTimes = collections.namedtuple(
     "CpuTimes", "user nice system idle iowait irq softirq steal guest guest_nice"
@@ -38,10 +40,14 @@ def times(busy: float, idle: float) -> CpuTimes:
     return CpuTimes(busy, 0.0, 0.0, idle, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def write_cpuinfo(tmp: pathlib.Path, model: str | None, sockets: int = 1, vendor: str = "") -> str:
+def write_cpuinfo(
+    tmp: pathlib.Path, model: str | None, sockets: int = 1, vendor: str = "", vm: bool = False
+) -> str:
     blocks = []
     for cpu in range(2 * sockets):
         lines = [f"processor\t: {cpu}"]
+        if vm:
+            lines.append("flags\t\t: fpu sse2 hypervisor avx")
         if vendor:
             lines.append(f"vendor_id\t: {vendor}")
         if model is not None:
@@ -261,7 +267,11 @@ def test_override_identity_and_formula(
     assert not dev.measured
     assert dev.name == "Some CPU 1234"
     assert dev.vendor == "Intel"
-    assert dev.uncertainty == 0.5
+    assert (dev.band_low, dev.band_high, dev.band_coverage) == (
+        TDP_TABLE_BAND.low,
+        TDP_TABLE_BAND.high,
+        TDP_TABLE_BAND.coverage,
+    )
     assert "cpu_tdp override 100 W x 2 socket(s)" in dev.note
     assert sensor.tdp_w == 200.0
     host.affinity = {0, 1}  # 2 of the 4 logical CPUs
@@ -282,19 +292,27 @@ def test_table_match(host: Host, tmp_path: pathlib.Path, no_cgroup: dict[str, st
     sensor = CpuTdpSensor(cpuinfo_path=info_path, clock=host.clock, **no_cgroup)
     assert sensor.tdp_w == 300.0
     assert "table match 'Intel Xeon Gold 6248' (exact) 150 W x 2 socket(s)" in sensor.tdp_source
-    assert sensor.devices[0].uncertainty == 0.5
+    assert sensor.devices[0].band_coverage == TDP_TABLE_BAND.coverage
     assert sensor.devices[0].vendor == "Intel"  # from the name: no vendor_id line
     host.run(1.0, dict.fromkeys(range(4), 1.0))
     assert sensor.read(0).power_w == pytest.approx(300.0)
 
 
 def test_unknown_cpu_uses_per_core_default_and_warns(
-    host: Host, caplog: pytest.LogCaptureFixture, no_cgroup: dict[str, str]
+    host: Host,
+    caplog: pytest.LogCaptureFixture,
+    no_cgroup: dict[str, str],
+    tmp_path: pathlib.Path,
 ) -> None:
+    info_path = write_cpuinfo(tmp_path, None)  # bare metal, no vendor line: the name decides
     with caplog.at_level(logging.WARNING, logger="hf_eco2ai.sensors.cpu_model"):
-        sensor = CpuTdpSensor(cpu_model="AMD EPYC", clock=host.clock, **no_cgroup)
+        sensor = CpuTdpSensor(
+            cpu_model="AMD EPYC", cpuinfo_path=info_path, clock=host.clock, **no_cgroup
+        )
     assert sensor.tdp_w == pytest.approx(DEFAULT_TDP_PER_CORE_W * 2)  # 2 physical cores
     assert sensor.devices[0].uncertainty == UNKNOWN_CPU_UNCERTAINTY
+    assert sensor.devices[0].band_low == TDP_DEFAULT_BAND.low
+    assert sensor.devices[0].band_coverage == TDP_DEFAULT_BAND.coverage
     assert "unknown CPU 'AMD EPYC'" in sensor.devices[0].note
     assert sensor.devices[0].vendor == "AMD"
     assert len(caplog.records) == 1
@@ -375,7 +393,8 @@ def test_real_machine_reading_is_plausible() -> None:
 
 
 def test_model_doc_states_formula_and_constants() -> None:
-    assert "P = TDP_host x (usable cores / logical cores)" in TDP_MODEL_DOC
+    assert "P_host = W_core x usable threads / threads per core" in TDP_MODEL_DOC
+    assert "P_job  = P_host x this process tree's CPU time / busy CPU time" in TDP_MODEL_DOC
     assert str(IDLE_FRACTION) in TDP_MODEL_DOC
     assert str(DEFAULT_TDP_PER_CORE_W) in TDP_MODEL_DOC
     assert "Boavizta" in TDP_MODEL_DOC
@@ -401,3 +420,85 @@ def test_cgroup_v1_usage_garbage_mid_run_falls_back(host: Host, tmp_path: pathli
     host.run(1.0, {0: 1.0, 1: 1.0})
     sensor.read(0)
     assert sensor.last_utilization == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------- threads, cores, VMs
+@pytest.mark.parametrize(
+    ("logical", "physical", "virtual", "vendor", "expected"),
+    [
+        (64, 32, False, "AMD", 2.0),  # bare metal SMT
+        (8, 8, False, "Intel", 1.0),  # bare metal, SMT off
+        (2, 2, True, "Intel", 2.0),  # VM shown 1 thread per core: vCPUs are hyperthreads
+        (4, 2, True, "AMD", 2.0),  # VM that shows its SMT
+        (4, 4, True, "ARM", 1.0),  # Graviton-like: no SMT
+    ],
+)
+def test_threads_per_core(
+    logical: int, physical: int, virtual: bool, vendor: str, expected: float
+) -> None:
+    assert cpu_model.threads_per_core(logical, physical, virtual=virtual, vendor=vendor) == expected
+
+
+def test_vm_counts_vcpus_as_threads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, no_cgroup: dict[str, str]
+) -> None:
+    host = Host(monkeypatch, logical=2, physical=2)  # what this 2-vCPU CI VM reports
+    info_path = write_cpuinfo(
+        tmp_path, "Intel(R) Xeon(R) Processor", vendor="GenuineIntel", vm=True
+    )
+    sensor = CpuTdpSensor(cpuinfo_path=info_path, clock=host.clock, **no_cgroup)
+    assert sensor.virtual and sensor.threads_per_core == 2.0
+    assert sensor.tdp_w == pytest.approx(DEFAULT_TDP_PER_CORE_W * 1)  # 2 vCPUs = 1 core, not 2
+    assert "1 core(s) (2 thread(s) / 2 per core" in sensor.tdp_source
+
+
+def test_vm_with_table_part_uses_per_core_default(
+    host: Host, tmp_path: pathlib.Path, no_cgroup: dict[str, str]
+) -> None:
+    # a 4-vCPU guest of a 20-core 150 W package: charging the package TDP would be 150 W
+    info_path = write_cpuinfo(tmp_path, "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz", vm=True)
+    sensor = CpuTdpSensor(cpuinfo_path=info_path, clock=host.clock, **no_cgroup)
+    assert sensor.tdp_w == pytest.approx(DEFAULT_TDP_PER_CORE_W * 2)  # 4 threads / 2 per core
+    assert "virtual machine: 'Intel Xeon Gold 6248' is in the table" in sensor.tdp_source
+    assert sensor.devices[0].band_low == TDP_DEFAULT_BAND.low
+
+
+# ---------------------------------------------------------------------- job scope
+def test_job_share_follows_process_tree_cpu_time(
+    host: Host, tmp_path: pathlib.Path, no_cgroup: dict[str, str]
+) -> None:
+    info_path = write_cpuinfo(tmp_path, "Some CPU 1234")
+    tree = FakeTree([10.0, 12.0, 13.0, 13.0])  # our CPU seconds at each read
+    sensor = CpuTdpSensor.create(
+        100.0, cpuinfo_path=info_path, clock=host.clock, tree=tree, **no_cgroup
+    )
+    host.run(1.0, {0: 1.0})
+    first = sensor.read(0)  # baseline of the job meter: all of it is ours
+    assert first.scope is not None and first.scope.share == 1.0
+    host.run(2.0, dict.fromkeys(range(4), 1.0))  # 8 busy CPU seconds, 2 of them ours
+    r = sensor.read(0)
+    assert r.power_w == pytest.approx(100.0)  # host scope: every process on the CPUs
+    assert r.scope is not None
+    assert r.scope.share == pytest.approx(0.25)
+    assert (r.scope.job_cpu_s, r.scope.busy_cpu_s) == (pytest.approx(2.0), pytest.approx(8.0))
+    assert r.scope.shared is True  # 75 % of the busy time was other processes
+    host.run(1.0, {1: 1.0})  # 1 busy second, all ours
+    r = sensor.read(0)
+    assert r.scope is not None and r.scope.share == pytest.approx(1.0) and r.scope.shared is False
+    host.run(1.0, {})  # nobody busy: split by the run's share so far (3 of 9 s)
+    r = sensor.read(0)
+    assert r.scope is not None and r.scope.share == pytest.approx(3.0 / 9.0)
+    assert r.power_w == pytest.approx(100.0 * IDLE_FRACTION)
+
+
+def test_job_share_failure_keeps_host_reading(
+    host: Host, tmp_path: pathlib.Path, no_cgroup: dict[str, str]
+) -> None:
+    info_path = write_cpuinfo(tmp_path, "Some CPU 1234")
+    sensor = CpuTdpSensor.create(
+        100.0, cpuinfo_path=info_path, clock=host.clock, tree=FakeTree([]), **no_cgroup
+    )
+    host.run(1.0, {0: 1.0})
+    r = sensor.read(0)  # the fake tree is exhausted: StopIteration inside the meter
+    assert r.scope is None
+    assert r.power_w > 0

@@ -13,12 +13,18 @@ from hf_eco2ai.sensors.base import HwType
 from hf_eco2ai.sensors.cpu_model import CpuTdpSensor
 from hf_eco2ai.sensors.discovery import Discovery, discover_sensors
 from hf_eco2ai.sensors.nvml import NvmlSensor
+from hf_eco2ai.sensors.process_share import JobScopedSensor
 from hf_eco2ai.sensors.ram_model import RamModelSensor
 from hf_eco2ai.sensors.rapl import RaplSensor
 from tests.fakes.fake_amdsmi import FakeAmdSmi
 from tests.fakes.fake_nvml import FakeGpu, FakeNVML
 
 U = [f"GPU-{d * 8}-0000-0000-0000-000000000000" for d in "abcd"]
+
+
+def kind(sensor: object) -> type:
+    """The sensor's class, seen through the job-scope wrapper of host-scope sensors."""
+    return type(sensor.inner) if isinstance(sensor, JobScopedSensor) else type(sensor)
 
 
 def fake_gpus(n: int = 2) -> FakeNVML:
@@ -72,7 +78,7 @@ def text(found: Discovery) -> str:
 
 def test_cpu_only_machine_gets_models_and_says_why(tmp_path: pathlib.Path) -> None:
     found = run(CarbonConfig(), tmp_path)
-    assert [type(s) for s in found.sensors] == [CpuTdpSensor, RamModelSensor]
+    assert [kind(s) for s in found.sensors] == [CpuTdpSensor, RamModelSensor]
     assert methods(found) == [("cpu", "tdp-model"), ("memory", "ram-model")]
     notes = text(found)
     assert "GPU: NVML: no NVIDIA GPU found" in notes
@@ -84,7 +90,7 @@ def test_cpu_only_machine_gets_models_and_says_why(tmp_path: pathlib.Path) -> No
 
 def test_gpus_and_full_rapl_are_all_measured(tmp_path: pathlib.Path, rapl_full: str) -> None:
     found = run(CarbonConfig(), tmp_path, nvml=fake_gpus(), rapl_root=rapl_full)
-    assert [type(s) for s in found.sensors] == [NvmlSensor, RaplSensor]
+    assert [kind(s) for s in found.sensors] == [NvmlSensor, RaplSensor]
     assert methods(found) == [
         ("gpu", "nvml-energy"),
         ("gpu", "nvml-energy"),
@@ -158,7 +164,7 @@ def test_track_flags(tmp_path: pathlib.Path, rapl_full: str) -> None:
 
 def test_only_local_rank_zero_measures_the_host(tmp_path: pathlib.Path, rapl_full: str) -> None:
     found = run(CarbonConfig(), tmp_path, local_rank=1, nvml=fake_gpus(4), rapl_root=rapl_full)
-    assert [type(s) for s in found.sensors] == [NvmlSensor]
+    assert [kind(s) for s in found.sensors] == [NvmlSensor]
     assert "local rank 0 only (this process is local rank 1)" in text(found)
 
 
@@ -209,7 +215,7 @@ def test_one_failing_sensor_is_contained(
         found = run(CarbonConfig(), tmp_path, nvml=fake_gpus())
     assert f"{label}: sensor creation failed (RuntimeError: kaput); left out" in found.notes
     assert any("kaput" in r.getMessage() for r in caplog.records)
-    assert RamModelSensor in [type(s) for s in found.sensors]
+    assert RamModelSensor in [kind(s) for s in found.sensors]
 
 
 def test_failing_ram_model_is_contained(

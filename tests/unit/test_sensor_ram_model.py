@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from hf_eco2ai.sensors import ram_model
+from hf_eco2ai.sensors.bands import RAM_MODEL_BAND
 from hf_eco2ai.sensors.base import HwType, Method, Sensor, SensorError
 from hf_eco2ai.sensors.ram_model import GIB, RAM_MODEL_DOC, RamModelSensor
 
@@ -47,7 +48,7 @@ class Clock:
 
 
 def with_fake(sensor: RamModelSensor, proc: FakeProc) -> RamModelSensor:
-    sensor._process = proc  # type: ignore[assignment]
+    sensor.tree.root = proc
     return sensor
 
 
@@ -65,7 +66,11 @@ def test_identity_and_units() -> None:
     assert dev.hw_type is HwType.MEMORY
     assert dev.method is Method.RAM_MODEL
     assert not dev.measured
-    assert dev.uncertainty == 0.6
+    assert (dev.band_low, dev.band_high, dev.band_coverage) == (
+        RAM_MODEL_BAND.low,
+        RAM_MODEL_BAND.high,
+        RAM_MODEL_BAND.coverage,
+    )
     assert "0.375 W/GB" in dev.note
     assert f"pid {os.getpid()}" in dev.note
     r = sensor.read(0)

@@ -4,8 +4,10 @@ import pytest
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity
 from hf_eco2ai.ledger import Ledger, empty_snapshot
+from hf_eco2ai.sensors.bands import TDP_TABLE_BAND
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
-from hf_eco2ai.windows import measure_window
+from hf_eco2ai.sensors.process_share import JobScope
+from hf_eco2ai.windows import measure_window, shared_host_note
 
 GPU = DeviceInfo("GPU-1", HwType.GPU, "Fake GPU", "NVIDIA", Method.NVML_ENERGY)
 CPU = DeviceInfo("cpu", HwType.CPU, "Fake CPU", "Acme", Method.TDP_MODEL)
@@ -37,9 +39,14 @@ def test_window_between_ticks_is_exact() -> None:
     assert (w.zone, w.source) == ("DE", "table:test@2024")
     assert w.methods == ("nvml-energy", "tdp-model")
     assert w.method == "nvml-energy,tdp-model"
-    # band: +-5 % on GPU, +-50 % on CPU
-    assert w.energy_low_j == pytest.approx(600 * 0.95 + 60 * 0.5)
-    assert w.energy_high_j == pytest.approx(600 * 1.05 + 60 * 1.5)
+    # band: +-5 % on GPU, the derived tdp-model band on CPU, with its coverage
+    assert w.energy_low_j == pytest.approx(600 * 0.95 + 60 * TDP_TABLE_BAND.low)
+    assert w.energy_high_j == pytest.approx(600 * 1.05 + 60 * TDP_TABLE_BAND.high)
+    assert w.band_coverage == pytest.approx(TDP_TABLE_BAND.coverage)
+    # nothing shared: the host scope equals the job scope
+    assert w.host_energy_j == pytest.approx(w.energy_j)
+    assert w.other_cpu_share is None and w.shared_devices == ()
+    assert shared_host_note(w) is None
 
 
 def test_window_ends_are_extrapolated_with_power() -> None:
@@ -91,3 +98,46 @@ def test_windows_are_additive() -> None:
     a = measure_window(snaps[0], 0, snaps[2], int(2.5 * S))
     b = measure_window(snaps[2], int(2.5 * S), snaps[6], 6 * S)
     assert a.energy_j + b.energy_j == pytest.approx(whole.energy_j)
+
+
+# ---------------------------------------------------------------------- host and job scopes
+def test_window_keeps_both_scopes_and_the_cpu_sharing() -> None:
+    ledger = Ledger([GPU, CPU], pue=1.0, history_size=100)
+    ledger.record(0, [0.0, 0.0], [100.0, 10.0], CI)
+    ledger.record(
+        1 * S, [100.0, 10.0], [100.0, 10.0], CI, scope=[None, JobScope(1.0, False, 1.0, 1.0)]
+    )
+    start = ledger.snapshot()
+    # next 2 s: another process keeps one core busy; we get 1 of 2 busy CPU seconds per second
+    for k in (2, 3):
+        ledger.record(
+            k * S, [100.0, 20.0], [100.0, 20.0], CI, scope=[None, JobScope(0.5, True, 1.0, 2.0)]
+        )
+    w = measure_window(start, 1 * S, ledger.snapshot(), 3 * S)
+    assert w.host_energy_j == pytest.approx(200 + 40)
+    assert w.energy_j == pytest.approx(200 + 20)
+    assert w.energy_by_type["cpu"] == pytest.approx(20.0)
+    assert w.host_energy_by_type["cpu"] == pytest.approx(40.0)
+    assert w.host_emissions_g > w.emissions_g
+    assert (w.job_cpu_s, w.busy_cpu_s) == (2.0, 4.0)
+    assert w.other_cpu_share == pytest.approx(0.5)
+    assert w.shared_devices == ("cpu",)
+    note = shared_host_note(w)
+    assert note is not None and note.startswith("host was shared: 50 % of its busy CPU time")
+    # the whole run: 1 of 5 busy seconds were others' (20 %): not above the threshold
+    run = measure_window(empty_snapshot(ledger.devices, 1.0), 0, ledger.snapshot(), 3 * S)
+    assert run.other_cpu_share == pytest.approx(2.0 / 5.0)
+    assert shared_host_note(run, threshold=0.5) is None
+
+
+def test_shared_gpu_is_named_in_the_note() -> None:
+    ledger = Ledger([GPU], pue=1.0, history_size=10)
+    ledger.record(0, [0.0], [100.0], CI)
+    start = ledger.snapshot()
+    ledger.record(1 * S, [100.0], [100.0], CI, scope=[JobScope(1.0, True)])
+    w = measure_window(start, 0, ledger.snapshot(), 1 * S)
+    assert w.shared_devices == ("GPU-1",)
+    assert w.band_coverage is None  # measured only: the vendor figure states no coverage
+    assert shared_host_note(w) == (
+        "host was shared: other processes used GPU-1; job energy is this run's share"
+    )

@@ -15,7 +15,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from hf_eco2ai.sensors.bands import RAM_MODEL_BAND, TDP_TABLE_BAND, Band
+
+if TYPE_CHECKING:
+    from hf_eco2ai.sensors.process_share import JobScope
 
 
 class HwType(str, enum.Enum):
@@ -50,17 +55,32 @@ class Method(str, enum.Enum):
         return self in (Method.NVML_ENERGY, Method.AMDSMI_ENERGY, Method.RAPL)
 
 
-# Documented relative uncertainty of each method (half-width of the band around the value).
-# See docs/how-it-measures.md for where these come from.
-DEFAULT_UNCERTAINTY: Mapping[Method, float] = {
-    Method.NVML_ENERGY: 0.05,
-    Method.NVML_POWER: 0.10,
-    Method.AMDSMI_ENERGY: 0.05,
-    Method.AMDSMI_POWER: 0.10,
-    Method.RAPL: 0.10,
-    Method.TDP_MODEL: 0.50,
-    Method.RAM_MODEL: 0.60,
+# The band of each method: [value x low, value x high] and the share of cases it covers.
+# Measured methods carry the vendor's or the literature's symmetric figure, whose coverage is not
+# stated (None); the models carry bands derived by tools/derive_bands.py (sensors/bands.py).
+# See docs/how-it-measures.md.
+DEFAULT_BAND: Mapping[Method, Band | tuple[float, float, None]] = {
+    Method.NVML_ENERGY: (0.95, 1.05, None),
+    Method.NVML_POWER: (0.90, 1.10, None),
+    Method.AMDSMI_ENERGY: (0.95, 1.05, None),
+    Method.AMDSMI_POWER: (0.90, 1.10, None),
+    Method.RAPL: (0.90, 1.10, None),
+    Method.TDP_MODEL: TDP_TABLE_BAND,
+    Method.RAM_MODEL: RAM_MODEL_BAND,
 }
+
+
+def _band_of(method: Method) -> tuple[float, float, float | None]:
+    band = DEFAULT_BAND[method]
+    if isinstance(band, Band):
+        return band.low, band.high, band.coverage
+    return band
+
+
+DEFAULT_UNCERTAINTY: Mapping[Method, float] = {
+    m: max(1.0 - _band_of(m)[0], _band_of(m)[1] - 1.0) for m in Method
+}
+"""Largest relative distance of each method's band from the value (for a one-number display)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +93,32 @@ class DeviceInfo:
     vendor: str
     method: Method
     uncertainty: float = -1.0
-    """Relative half-width of the uncertainty band (0.05 = ±5 %); < 0 means the method default."""
+    """Largest relative distance of the band from the value (0.05 = ±5 %); < 0: from the band.
+    Setting it (>= 0) without ``band_low``/``band_high`` makes the band ``1 -/+ uncertainty``."""
     note: str = ""
     """Why this method was chosen (e.g. 'RAPL: permission denied on …/energy_uj')."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Additional facts, e.g. ``{"uuid": "GPU-…", "mig": "true"}``."""
+    band_low: float = -1.0
+    """The truth is at least ``value x band_low`` (< 0: the method default)."""
+    band_high: float = -1.0
+    """The truth is at most ``value x band_high`` (< 0: the method default)."""
+    band_coverage: float | None = -1.0
+    """Share of cases the band covers (0.9 = 90 %); None when the source states none;
+    -1: the method default."""
 
     def __post_init__(self) -> None:
+        low, high, coverage = _band_of(self.method)
+        if self.band_low < 0 or self.band_high < 0:
+            if self.uncertainty >= 0:  # an explicit symmetric figure
+                low, high, coverage = max(0.0, 1.0 - self.uncertainty), 1.0 + self.uncertainty, None
+            object.__setattr__(self, "band_low", low)
+            object.__setattr__(self, "band_high", high)
+        if self.band_coverage is not None and self.band_coverage < 0:
+            object.__setattr__(self, "band_coverage", coverage)
         if self.uncertainty < 0:
-            object.__setattr__(self, "uncertainty", DEFAULT_UNCERTAINTY[self.method])
+            spread = max(1.0 - self.band_low, self.band_high - 1.0)
+            object.__setattr__(self, "uncertainty", spread)
 
     @property
     def measured(self) -> bool:
@@ -116,6 +153,10 @@ class Reading:
     """Bytes in use (GPU memory); None when unknown."""
     memory_limit: int | None = None
     """Bytes available (GPU memory); None when unknown."""
+    scope: JobScope | None = None
+    """This job's part of the interval since the previous reading (share of the device's energy,
+    whether other processes used it); None: all of it is this job's (e.g. the RAM model, which is
+    already per process tree)."""
 
 
 class SensorError(Exception):

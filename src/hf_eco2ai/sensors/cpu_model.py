@@ -2,23 +2,29 @@
 
 Used when RAPL counters are absent or unreadable. The model (:data:`TDP_MODEL_DOC`)::
 
-    P = TDP_host x (usable cores / logical cores of the host) x (f_idle + (1 - f_idle) x u)
+    P_host = W_core x (usable threads / threads per core) x (f_idle + (1 - f_idle) x u)
+    P_job  = share x P_host        (share: this process tree's CPU time / busy CPU time)
 
-* ``TDP_host`` — the TDP of one package times the number of sockets. The package TDP comes from
-  ``CarbonConfig.cpu_tdp`` when set, else from the shipped table ``data/cpu_tdp.csv`` (matched
-  on the normalised CPU model string, exact match first, then the longest table name contained
-  in it), else :data:`DEFAULT_TDP_PER_CORE_W` x physical cores, with a warning.
-* usable cores — ``os.sched_getaffinity`` capped by the cgroup CPU quota (v2 ``cpu.max``, v1
+* ``W_core`` — TDP per physical core: the package TDP (``CarbonConfig.cpu_tdp`` when set, else
+  the shipped table ``data/cpu_tdp.csv``, matched on the normalised CPU model string) divided by
+  the package's physical cores; :data:`DEFAULT_TDP_PER_CORE_W` with a warning when the CPU is not
+  in the table, and in a virtual machine for a table match (the guest does not see how many
+  cores the package has). On bare metal with every CPU usable this is ``TDP x sockets``.
+* usable threads — ``os.sched_getaffinity`` capped by the cgroup CPU quota (v2 ``cpu.max``, v1
   ``cpu.cfs_quota_us / cpu.cfs_period_us``); may be fractional.
-* ``u`` — utilisation (0..1) of the usable cores since the previous read: the busy share of the
-  affinity cores' time (``psutil.cpu_times(percpu=True)``, computed like ``psutil.cpu_percent``
-  but with this sensor's own baseline, so other callers of ``cpu_percent`` are not disturbed);
-  when a cgroup quota is the tighter limit, the cgroup's own CPU usage divided by its quota.
-  It counts every process on those cores, not only this one.
+* threads per core — logical / physical CPUs as psutil reports them; in a virtual machine on
+  x86 at least 2, because a cloud vCPU is one hardware thread of a core even when the guest is
+  shown one thread per core (:func:`threads_per_core`).
+* ``u`` — utilisation (0..1) of the usable CPUs since the previous read (psutil per-CPU times,
+  with this sensor's own baseline; the cgroup's own CPU usage over its quota when the quota is
+  the tighter limit). It counts every process on those CPUs: this is the **host** scope.
+* ``share`` — the **job** scope, :class:`~hf_eco2ai.sensors.process_share.CpuShareMeter` over the
+  same busy CPU time, returned as ``Reading.scope``.
 * ``f_idle`` = :data:`IDLE_FRACTION`.
 
 ``energy_j`` is ``None``: the sampler integrates the power. The result is an estimate, tagged
-``tdp-model``, with a ±50 % band (±75 % when the CPU is not in the table).
+``tdp-model``, with a band derived by ``tools/derive_bands.py`` and its coverage
+(:mod:`hf_eco2ai.sensors.bands`).
 
 Example:
     >>> sensor = CpuTdpSensor.create(cpu_tdp=120.0)
@@ -46,7 +52,10 @@ from typing import Final
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
 from hf_eco2ai._logging import warn_once
+from hf_eco2ai.sensors.bands import TDP_DEFAULT_BAND, TDP_TABLE_BAND
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading, SensorError
+from hf_eco2ai.sensors.cgroup import cgroup_cpu_limit, cgroup_usage_reader
+from hf_eco2ai.sensors.process_share import CpuShareMeter, FakeTree, JobScope, ProcessTree
 
 __all__ = [
     "DEFAULT_TDP_PER_CORE_W",
@@ -57,11 +66,13 @@ __all__ = [
     "TdpMatch",
     "cgroup_cpu_limit",
     "count_sockets",
+    "is_virtual_machine",
     "load_tdp_table",
     "lookup_tdp",
     "normalize_cpu_name",
     "read_cpu_model",
     "read_cpu_vendor",
+    "threads_per_core",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,33 +84,36 @@ The median of P(0 %) / P(100 %) over the six Intel Xeon consumption profiles of 
 (``boaviztapi/data/consumption_profile/cpu/cpu_profile.csv``, fits of
 ``P(w) = a·ln(b·(w + c)) + d``): Platinum 0.14, Gold 0.26, Silver 0.28, E5 0.25, E3 0.13, E 0.02.
 Those measured curves are concave (≈ 0.70-0.83 of full power at 50 % load), so this linear model
-reads low at middling load; the ±50 % band covers it.
+reads low at middling load; the derived band (``tools/derive_bands.py``) carries it.
 """
 
 DEFAULT_TDP_PER_CORE_W: Final[float] = 8.75
 """Watts of TDP per physical core for a CPU missing from the table.
 
-The median TDP / core count over 2,837 parts with both figures in CodeCarbon's scraped Intel ARK
-and AMD specification datasets (``codecarbon/data/hardware/cpu_dataset_builder/*.csv``, 2025
-snapshot): 8.75 W for server parts alone (Xeon + EPYC, 1,128 parts) and for all parts; the
-inter-quartile range of server parts is about 5.5-13.8 W, hence the wider ±75 % band.
+The median TDP / core count over the 1,072 server parts (Xeon, EPYC; inter-quartile range
+6.73-13.33 W) of CodeCarbon's scraped Intel ARK and AMD specification datasets, as printed by
+``tools/derive_bands.py`` from ``tools/data/cpu_cores_tdp.csv``.
 """
 
-UNKNOWN_CPU_UNCERTAINTY: Final[float] = 0.75
-"""Relative half-width of the band when the TDP is the per-core default (table miss)."""
+UNKNOWN_CPU_UNCERTAINTY: Final[float] = max(1 - TDP_DEFAULT_BAND.low, TDP_DEFAULT_BAND.high - 1)
+"""Largest relative distance of the band from the value with the per-core default TDP."""
 
 TDP_MODEL_DOC: Final[str] = f"""\
 CPU TDP model (method tdp-model, an estimate):
 
-    P = TDP_host x (usable cores / logical cores) x ({IDLE_FRACTION} + {1 - IDLE_FRACTION:.2f} x u)
+    P_host = W_core x usable threads / threads per core x ({IDLE_FRACTION} + {1 - IDLE_FRACTION:.2f} x u)
+    P_job  = P_host x this process tree's CPU time / busy CPU time
 
-TDP_host: package TDP x sockets; the package TDP is cpu_tdp when configured, else the shipped
-table (CodeCarbon's cpu_power.csv, MIT) matched on the CPU model name, else
-{DEFAULT_TDP_PER_CORE_W} W x physical cores (median TDP per core of 2,837 Intel/AMD parts).
-Usable cores: CPU affinity, capped by the cgroup CPU quota. u: busy share of the usable cores
-since the previous reading (psutil per-CPU times, or the cgroup's CPU usage under a quota).
-Idle fraction {IDLE_FRACTION}: median P(0 %)/P(100 %) of Boavizta's Xeon consumption profiles.
-Uncertainty: ±50 % (±{UNKNOWN_CPU_UNCERTAINTY:.0%} with the per-core default).
+W_core: package TDP / physical cores of the package; the package TDP is cpu_tdp when configured,
+else the shipped table (CodeCarbon's cpu_power.csv, MIT) matched on the CPU model name;
+{DEFAULT_TDP_PER_CORE_W} W (median of 1,072 server parts) when the CPU is not in the table or, in a
+virtual machine, when the package's core count is not visible. Usable threads: CPU affinity,
+capped by the cgroup CPU quota. Threads per core: logical / physical CPUs, at least 2 for x86
+vCPUs. u: busy share of the usable CPUs since the previous reading (psutil per-CPU times, or the
+cgroup's CPU usage under a quota). Idle fraction {IDLE_FRACTION}: median P(0 %)/P(100 %) of
+Boavizta's Xeon consumption profiles. Band: x{TDP_TABLE_BAND.low:.2f}..x{TDP_TABLE_BAND.high:.2f}
+({TDP_TABLE_BAND.coverage:.0%} coverage), x{TDP_DEFAULT_BAND.low:.2f}..x{TDP_DEFAULT_BAND.high:.2f}
+({TDP_DEFAULT_BAND.coverage:.0%}) with the per-core default (tools/derive_bands.py).
 """
 
 # ---------------------------------------------------------------------- model names and TDP table
@@ -219,123 +233,29 @@ def count_sockets(cpuinfo_path: str = "/proc/cpuinfo") -> int:
     return max(1, len(set(_cpuinfo_fields(cpuinfo_path, "physical id"))))
 
 
-def _read_first_line(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii") as fh:
-            return fh.readline().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
+def is_virtual_machine(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
+    """True when /proc/cpuinfo carries the ``hypervisor`` flag (the CPU is virtualised)."""
+    return any("hypervisor" in flags.split() for flags in _cpuinfo_fields(cpuinfo_path, "flags"))
 
 
-def _own_cgroups(proc_cgroup: str) -> tuple[str | None, dict[str, str]]:
-    """(cgroup v2 path, {v1 controller: path}) of this process from /proc/self/cgroup."""
-    unified: str | None = None
-    v1: dict[str, str] = {}
-    try:
-        with open(proc_cgroup, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None, {}
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        if controllers == "":
-            unified = path
-        for ctl in controllers.split(","):
-            if ctl:
-                v1[ctl] = path
-    return unified, v1
+def threads_per_core(logical: int, physical: int, *, virtual: bool, vendor: str) -> float:
+    """Hardware threads per physical core of the CPUs this process sees.
 
+    ``logical / physical`` as the OS reports them; in a virtual machine on x86 (Intel, AMD) at
+    least 2: a cloud vCPU is one hyperthread of someone's core, even where the hypervisor shows
+    the guest one thread per core.
 
-def _ancestors(base: str, path: str) -> list[str]:
-    """Existing directories from ``base/path`` up to ``base`` (nearest first)."""
-    parts = [p for p in path.split("/") if p]
-    out = []
-    for n in range(len(parts), -1, -1):
-        d = os.path.join(base, *parts[:n])
-        if os.path.isdir(d):
-            out.append(d)
-    return out
-
-
-def _v1_dir(root: str, controller: str) -> str | None:
-    for name in (controller, "cpu,cpuacct", "cpuacct,cpu"):
-        d = os.path.join(root, name)
-        if os.path.isdir(d):
-            return d
-    return None
-
-
-def cgroup_cpu_limit(
-    cgroup_root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup"
-) -> float | None:
-    """CPUs this process's cgroup may use (quota / period, the tightest ancestor), or None.
-
-    >>> cgroup_cpu_limit("/nonexistent", "/nonexistent") is None
-    True
+    >>> threads_per_core(2, 2, virtual=True, vendor="Intel")
+    2.0
+    >>> threads_per_core(64, 32, virtual=False, vendor="AMD")
+    2.0
+    >>> threads_per_core(8, 8, virtual=False, vendor="Intel")
+    1.0
     """
-    unified, v1 = _own_cgroups(proc_cgroup)
-    limits: list[float] = []
-    if unified is not None and os.path.exists(os.path.join(cgroup_root, "cgroup.controllers")):
-        for d in _ancestors(cgroup_root, unified):
-            line = _read_first_line(os.path.join(d, "cpu.max"))
-            if line:
-                quota, _, period = line.partition(" ")
-                if quota != "max" and quota.isdigit() and period.isdigit() and int(period) > 0:
-                    limits.append(int(quota) / int(period))
-    cpu_dir = _v1_dir(cgroup_root, "cpu") if "cpu" in v1 else None
-    if cpu_dir is not None:
-        for d in _ancestors(cpu_dir, v1["cpu"]):
-            quota_s = _read_first_line(os.path.join(d, "cpu.cfs_quota_us"))
-            period_s = _read_first_line(os.path.join(d, "cpu.cfs_period_us"))
-            try:
-                quota_us, period_us = int(quota_s or "-1"), int(period_s or "0")
-            except ValueError:
-                continue
-            if quota_us > 0 and period_us > 0:
-                limits.append(quota_us / period_us)
-    return min(limits) if limits else None
-
-
-def _cgroup_usage_s(cgroup_root: str, proc_cgroup: str) -> Callable[[], float | None] | None:
-    """A reader of this cgroup's cumulative CPU seconds (v2 cpu.stat, v1 cpuacct.usage)."""
-    unified, v1 = _own_cgroups(proc_cgroup)
-    if unified is not None and os.path.exists(os.path.join(cgroup_root, "cgroup.controllers")):
-        dirs = _ancestors(cgroup_root, unified)
-        if dirs:
-            stat = os.path.join(dirs[0], "cpu.stat")
-
-            def read_v2() -> float | None:
-                try:
-                    with open(stat, encoding="ascii") as fh:
-                        for line in fh:
-                            key, _, value = line.partition(" ")
-                            if key == "usage_usec":
-                                return int(value) / 1e6
-                except (OSError, ValueError):
-                    return None
-                return None
-
-            if read_v2() is not None:
-                return read_v2
-    acct_dir = _v1_dir(cgroup_root, "cpuacct") if "cpuacct" in v1 else None
-    if acct_dir is not None:
-        dirs = _ancestors(acct_dir, v1["cpuacct"])
-        if dirs:
-            usage = os.path.join(dirs[0], "cpuacct.usage")
-
-            def read_v1() -> float | None:
-                line = _read_first_line(usage)
-                try:
-                    return int(line or "") / 1e9
-                except ValueError:
-                    return None
-
-            if read_v1() is not None:
-                return read_v1
-    return None
+    tpc = logical / physical if physical > 0 else 1.0
+    if virtual and vendor in ("Intel", "AMD"):
+        tpc = max(tpc, 2.0)
+    return max(tpc, 1.0)
 
 
 def _affinity() -> list[int]:
@@ -374,6 +294,7 @@ class CpuTdpSensor:
         cgroup_root: str = "/sys/fs/cgroup",
         proc_cgroup: str = "/proc/self/cgroup",
         clock: Callable[[], float] = time.monotonic,
+        tree: ProcessTree | FakeTree | None = None,
     ) -> None:
         self._clock = clock
         model = cpu_model if cpu_model is not None else read_cpu_model(cpuinfo_path)
@@ -382,43 +303,55 @@ class CpuTdpSensor:
         self.logical_cores: int = psutil.cpu_count(logical=True) or os.cpu_count() or 1
         self.physical_cores: int = psutil.cpu_count(logical=False) or self.logical_cores
         self.cgroup_limit: float | None = cgroup_cpu_limit(cgroup_root, proc_cgroup)
-        self._usage_reader = _cgroup_usage_s(cgroup_root, proc_cgroup)
-        uncertainty = -1.0
+        self._usage_reader = cgroup_usage_reader(cgroup_root, proc_cgroup)
+        vendor = read_cpu_vendor(cpuinfo_path) or _vendor_from_name(self.cpu_model)
+        self.virtual: bool = is_virtual_machine(cpuinfo_path)
+        self.threads_per_core: float = threads_per_core(
+            self.logical_cores, self.physical_cores, virtual=self.virtual, vendor=vendor
+        )
+        cores = self.logical_cores / self.threads_per_core  # physical-core equivalents
+        band = TDP_TABLE_BAND
+        match = None if cpu_tdp is not None or not model else lookup_tdp(self.cpu_model)
         if cpu_tdp is not None:
             self.tdp_w = float(cpu_tdp) * self.sockets
             source = f"cpu_tdp override {cpu_tdp:g} W x {self.sockets} socket(s)"
+        elif match is not None and not self.virtual:
+            self.tdp_w = match.tdp_w * self.sockets
+            how = "exact" if match.exact else "substring"
+            source = (
+                f"table match {match.name!r} ({how}) {match.tdp_w:g} W x {self.sockets} socket(s)"
+            )
         else:
-            match = lookup_tdp(self.cpu_model) if model else None
-            if match is not None:
-                self.tdp_w = match.tdp_w * self.sockets
-                how = "exact" if match.exact else "substring"
-                source = (
-                    f"table match {match.name!r} ({how}) {match.tdp_w:g} W x {self.sockets}"
-                    " socket(s)"
-                )
-            else:
-                self.tdp_w = DEFAULT_TDP_PER_CORE_W * self.physical_cores
-                uncertainty = UNKNOWN_CPU_UNCERTAINTY
-                source = (
-                    f"unknown CPU {self.cpu_model!r}: default {DEFAULT_TDP_PER_CORE_W:g} W x"
-                    f" {self.physical_cores} physical core(s) (set cpu_tdp to fix)"
-                )
-                warn_once(
-                    logger,
-                    f"unknown-cpu:{self.cpu_model}",
-                    "hf-eco2ai: CPU %r is not in the TDP table: assuming %.2f W per physical core"
-                    " (%d cores, %.1f W); set cpu_tdp for a better estimate",
-                    self.cpu_model,
-                    DEFAULT_TDP_PER_CORE_W,
-                    self.physical_cores,
-                    self.tdp_w,
-                )
+            band = TDP_DEFAULT_BAND
+            self.tdp_w = DEFAULT_TDP_PER_CORE_W * cores
+            why = (
+                f"virtual machine: {match.name!r} is in the table ({match.tdp_w:g} W) but not"
+                " the package's core count"
+                if match is not None
+                else f"unknown CPU {self.cpu_model!r} (not in the TDP table)"
+            )
+            source = (
+                f"{why}: default {DEFAULT_TDP_PER_CORE_W:g} W x {cores:g} core(s)"
+                f" ({self.logical_cores} thread(s) / {self.threads_per_core:g} per core;"
+                " set cpu_tdp to fix)"
+            )
+            warn_once(
+                logger,
+                f"unknown-cpu:{self.cpu_model}",
+                "hf-eco2ai: %s: assuming %.2f W per physical core (%g cores, %.1f W); set cpu_tdp"
+                " for a better estimate",
+                why,
+                DEFAULT_TDP_PER_CORE_W,
+                cores,
+                self.tdp_w,
+            )
         self.tdp_source: str = source
         affinity = _affinity()
         quota = "none" if self.cgroup_limit is None else f"{self.cgroup_limit:g} CPU"
         note = (
-            f"TDP model P = TDP x usable/logical cores x ({IDLE_FRACTION:g} + "
-            f"{1 - IDLE_FRACTION:.2f} x utilisation); TDP {self.tdp_w:g} W from {source};"
+            f"TDP model P = TDP x usable/logical CPUs x ({IDLE_FRACTION:g} + "
+            f"{1 - IDLE_FRACTION:.2f} x utilisation), job share by CPU time; TDP {self.tdp_w:g} W"
+            f" from {source};"
             f" {self._usable(affinity):g} of {self.logical_cores} logical CPUs usable"
             f" (affinity {len(affinity)}, cgroup quota {quota})"
         )
@@ -426,10 +359,12 @@ class CpuTdpSensor:
             hw_id="cpu",
             hw_type=HwType.CPU,
             name=self.cpu_model,
-            vendor=read_cpu_vendor(cpuinfo_path) or _vendor_from_name(self.cpu_model),
+            vendor=vendor,
             method=Method.TDP_MODEL,
-            uncertainty=uncertainty,
             note=note,
+            band_low=band.low,
+            band_high=band.high,
+            band_coverage=band.coverage,
             extra={"tdp_w": f"{self.tdp_w:g}", "tdp_source": source},
         )
         self.last_utilization: float | None = None
@@ -437,6 +372,7 @@ class CpuTdpSensor:
         self._last_t = clock()
         self._last_times = self._percpu(affinity)
         self._last_usage = self._usage_reader() if self._usage_reader else None
+        self._share = CpuShareMeter(ProcessTree(clock=clock) if tree is None else tree)
 
     @classmethod
     def create(
@@ -448,6 +384,7 @@ class CpuTdpSensor:
         cgroup_root: str = "/sys/fs/cgroup",
         proc_cgroup: str = "/proc/self/cgroup",
         clock: Callable[[], float] = time.monotonic,
+        tree: ProcessTree | FakeTree | None = None,
     ) -> CpuTdpSensor:
         """Build the sensor (never None: the model always applies)."""
         return cls(
@@ -457,6 +394,7 @@ class CpuTdpSensor:
             cgroup_root=cgroup_root,
             proc_cgroup=proc_cgroup,
             clock=clock,
+            tree=tree,
         )
 
     # ------------------------------------------------------------------ Sensor protocol
@@ -477,11 +415,19 @@ class CpuTdpSensor:
             usage = self._usage_reader() if self._usage_reader else None
         except Exception as exc:
             raise SensorError(f"CPU model: cannot read CPU times ({exc})") from exc
-        u = self._utilization(affinity, usable, now, times, usage)
+        u, busy_s = self._utilization(affinity, usable, now, times, usage)
         self._last_t, self._last_times, self._last_usage = now, times, usage
         self.last_utilization = u
         share = min(usable, self.logical_cores) / self.logical_cores
-        return Reading(power_w=self.tdp_w * share * (IDLE_FRACTION + (1 - IDLE_FRACTION) * u))
+        power = self.tdp_w * share * (IDLE_FRACTION + (1 - IDLE_FRACTION) * u)
+        try:
+            scope: JobScope | None = self._share.sample(host_busy_s=busy_s)
+        except Exception as exc:  # the host figure stands; the job share is unknown this time
+            warn_once(
+                logger, "cpu-share", "hf-eco2ai: cannot read this process tree's CPU time: %s", exc
+            )
+            scope = None
+        return Reading(power_w=power, scope=scope)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -505,12 +451,14 @@ class CpuTdpSensor:
         now: float,
         times: dict[int, tuple[float, float]],
         usage: float | None,
-    ) -> float:
+    ) -> tuple[float, float | None]:
+        """(utilisation 0..1, busy CPU seconds of the interval or None when unknown)."""
         quota_binds = self.cgroup_limit is not None and self.cgroup_limit < len(affinity)
         if quota_binds and usage is not None and self._last_usage is not None:
             dt = now - self._last_t
             if dt > 0:
-                return _clip((usage - self._last_usage) / (dt * usable))
+                busy_s = max(0.0, usage - self._last_usage)
+                return _clip(busy_s / (dt * usable)), busy_s
         busy = total = 0.0
         for cpu, (b, t) in times.items():
             prev = self._last_times.get(cpu)
@@ -518,8 +466,9 @@ class CpuTdpSensor:
                 busy += b - prev[0]
                 total += t - prev[1]
         if total <= 0:
-            return self.last_utilization if self.last_utilization is not None else 0.0
-        return _clip(busy / total)
+            last = self.last_utilization if self.last_utilization is not None else 0.0
+            return last, max(0.0, busy)
+        return _clip(busy / total), max(0.0, busy)
 
 
 def _clip(x: float) -> float:

@@ -11,6 +11,10 @@ Policy:
 * **RAM** (``track_ram``): the RAPL ``dram`` domain when there is one, else the RAM model.
 * Host CPU and RAM are measured by local rank 0 only, so a node is never counted once per rank.
 * A sensor that fails to build is left out with a note; the others go on.
+* Host-scope sensors (NVML, RAPL) are wrapped in
+  :class:`~hf_eco2ai.sensors.process_share.JobScopedSensor`, so each reading carries this job's
+  share; the TDP model computes its own; all share one cached
+  :class:`~hf_eco2ai.sensors.process_share.ProcessTree`.
 
 Example:
     >>> from hf_eco2ai.config import CarbonConfig
@@ -33,6 +37,7 @@ from hf_eco2ai.sensors.amdsmi import AmdSmiSensor
 from hf_eco2ai.sensors.base import Sensor
 from hf_eco2ai.sensors.cpu_model import CpuTdpSensor
 from hf_eco2ai.sensors.nvml import NvmlSensor
+from hf_eco2ai.sensors.process_share import JobScopedSensor, ProcessTree
 from hf_eco2ai.sensors.ram_model import RamModelSensor
 from hf_eco2ai.sensors.rapl import DEFAULT_ROOT, RaplSensor
 
@@ -102,6 +107,7 @@ def discover_sensors(
     env = os.environ if environ is None else environ
     sensors: list[Sensor] = []
     notes: list[str] = []
+    tree = ProcessTree()  # this process and its children: the job scope of every sensor
 
     if config.track_gpu:
         found = _contained(
@@ -119,7 +125,7 @@ def discover_sensors(
             gpu, note = found
             notes.append(f"GPU: {note}")
             if gpu is not None:
-                sensors.append(gpu)
+                sensors.append(JobScopedSensor(gpu, tree))
     else:
         notes.append("GPU: not tracked (track_gpu=false)")
 
@@ -151,7 +157,7 @@ def discover_sensors(
         notes.append(rapl_note)
     kinds = rapl.kinds() if rapl is not None else frozenset()
     if rapl is not None:
-        sensors.append(rapl)
+        sensors.append(JobScopedSensor(rapl, tree))
 
     if not config.track_cpu:
         notes.append("CPU: not tracked (track_cpu=false)")
@@ -169,6 +175,7 @@ def discover_sensors(
                 cpuinfo_path=cpuinfo_path,
                 cgroup_root=cgroup_root,
                 proc_cgroup=proc_cgroup,
+                tree=tree,
             ),
         )
         if cpu is not None:
@@ -180,7 +187,7 @@ def discover_sensors(
     elif "dram" in kinds:
         notes.append("RAM: measured by the RAPL dram counter")
     else:
-        ram = _contained("RAM", notes, lambda: RamModelSensor(config.ram_power_per_gb))
+        ram = _contained("RAM", notes, lambda: RamModelSensor(config.ram_power_per_gb, tree=tree))
         if ram is not None:
             sensors.append(ram)
             notes.append(f"RAM: estimated (no RAPL dram domain): {ram.devices[0].note}")

@@ -302,6 +302,13 @@ class NvmlSensor:
             memory_limit=total,
         )
 
+    # ------------------------------------------------------------------ job-scope hook (scope)
+    def nvml_handle(self, index: int) -> tuple[Any, Any]:
+        """``(nvml module, device handle)`` of GPU ``index``, for
+        :class:`~hf_eco2ai.sensors.process_share.JobScopedSensor` (which asks NVML who else
+        runs on the GPU). Sampler thread only."""
+        return self._nvml, self._gpus[index].handle
+
     def close(self) -> None:
         """Call ``nvmlShutdown`` once (idempotent)."""
         if not self._closed:

@@ -2,16 +2,21 @@
 
     P = power_per_gb x (resident memory of this process and its children, in GiB)
 
-``power_per_gb`` is ``CarbonConfig.ram_power_per_gb`` (default 0.375 W/GB: 3 W per 8 GB DIMM, the
-figure CodeCarbon and eco2ai use). "GB" is 2^30 bytes, as DIMM capacities are counted.
+``power_per_gb`` is ``CarbonConfig.ram_power_per_gb`` (default 0.375 W/GB: Crucial's 3 W per 8 GB,
+the figure eco2ai and CodeCarbon before 2.8.5 use; CodeCarbon now counts 5 W per DIMM). "GB" is
+2^30 bytes, as DIMM capacities are counted.
 
 Why the process tree's RSS and not the host's used memory: the number is an *attribution* — the
 share of DRAM power that this training run is responsible for — and host-wide memory would charge
 the run for other tenants and for the page cache. Children (DataLoader workers, ``torch.compile``
 helpers) are included; their shared copy-on-write pages are counted in each RSS, so the sum is
 capped at the host's used memory (total - available). DRAM power really depends more on installed
-capacity and access rate than on occupancy, hence a ±60 % band; where RAPL has a ``dram`` domain
-it is measured instead.
+capacity and access rate than on occupancy, and DIMMs differ in watts per GB by a factor of 30:
+the band (:data:`~hf_eco2ai.sensors.bands.RAM_MODEL_BAND`, derived by ``tools/derive_bands.py``)
+is wide. Where RAPL has a ``dram`` domain it is measured instead.
+
+Scope: the model is already this job's share (the process tree's memory), so its host and job
+scopes are the same; the reading carries no ``scope``.
 
 Example:
     >>> sensor = RamModelSensor(0.375)
@@ -22,28 +27,31 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
+from hf_eco2ai.sensors.bands import RAM_MODEL_BAND
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading, SensorError
+from hf_eco2ai.sensors.process_share import ProcessTree
 
 __all__ = ["GIB", "RAM_MODEL_DOC", "RamModelSensor"]
 
 GIB: Final[int] = 1024**3
 
-RAM_MODEL_DOC: Final[str] = """\
+RAM_MODEL_DOC: Final[str] = f"""\
 RAM model (method ram-model, an estimate):
 
     P = ram_power_per_gb x resident memory (RSS) of this process and its children, in GiB
 
-Default 0.375 W/GB (3 W per 8 GB DIMM, as CodeCarbon and eco2ai). The process tree's RSS, not the
-host's used memory, so that a run is charged for the memory it occupies and not for other tenants
-or the page cache; capped at the host's used memory because shared pages count in every child's
-RSS. Uncertainty: ±60 % (DRAM power follows installed capacity and traffic more than occupancy).
+Default 0.375 W/GB (Crucial's 3 W per 8 GB DIMM, as eco2ai and CodeCarbon v2). The process tree's
+RSS, not the host's used memory, so that a run is charged for the memory it occupies and not for
+other tenants or the page cache (job scope = host scope for this device); capped at the host's
+used memory because shared pages count in every child's RSS. Band: x{RAM_MODEL_BAND.low:.2f}..
+x{RAM_MODEL_BAND.high:.2f} ({RAM_MODEL_BAND.coverage:.0%} coverage of the cited DIMM figures,
+tools/derive_bands.py): DRAM power follows installed capacity and traffic more than occupancy.
 """
 
 
@@ -67,15 +75,13 @@ class RamModelSensor:
         pid: int | None = None,
         children_refresh_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        tree: ProcessTree | None = None,
     ) -> None:
         if power_per_gb < 0:
             raise ValueError(f"power_per_gb must be >= 0, got {power_per_gb}")
         self.power_per_gb = float(power_per_gb)
-        self._process = psutil.Process(os.getpid() if pid is None else pid)
-        self._children: list[psutil.Process] = []
-        self._children_at: float | None = None
-        self._refresh_s = children_refresh_s
-        self._clock = clock
+        self.tree = tree or ProcessTree(pid, children_refresh_s=children_refresh_s, clock=clock)
+        """The process tree whose memory is counted (may be shared with the CPU model)."""
         self.last_rss_bytes: int | None = None
         """Bytes attributed in the latest reading."""
         zero = " (ram_power_per_gb is 0: RAM energy reported as 0)" if power_per_gb == 0 else ""
@@ -87,7 +93,7 @@ class RamModelSensor:
             method=Method.RAM_MODEL,
             note=(
                 f"RAM model P = {self.power_per_gb:g} W/GB x RSS of this process tree"
-                f" (pid {self._process.pid} and children){zero}"
+                f" (pid {self.tree.root.pid} and children){zero}"
             ),
             extra={"power_per_gb": f"{self.power_per_gb:g}"},
         )
@@ -102,10 +108,11 @@ class RamModelSensor:
         if index != 0:
             raise IndexError(index)
         try:
-            rss = int(self._process.memory_info().rss)
+            rss = self.tree.rss_bytes()
         except psutil.Error as exc:
-            raise SensorError(f"RAM model: cannot read process {self._process.pid}: {exc}") from exc
-        rss += self._children_rss()
+            raise SensorError(
+                f"RAM model: cannot read process {self.tree.root.pid}: {exc}"
+            ) from exc
         with contextlib.suppress(Exception):  # the cap is a refinement: never fail on it
             vm = psutil.virtual_memory()
             rss = min(rss, int(vm.total - vm.available))
@@ -114,22 +121,3 @@ class RamModelSensor:
 
     def close(self) -> None:
         """Nothing to release."""
-
-    def _children_rss(self) -> int:
-        now = self._clock()
-        if self._children_at is None or now - self._children_at >= self._refresh_s:
-            try:
-                self._children = self._process.children(recursive=True)
-            except psutil.Error:
-                self._children = []
-            self._children_at = now
-        total = 0
-        alive: list[psutil.Process] = []
-        for child in self._children:
-            try:
-                total += int(child.memory_info().rss)
-            except psutil.Error:  # exited or not ours any more
-                continue
-            alive.append(child)
-        self._children = alive
-        return total

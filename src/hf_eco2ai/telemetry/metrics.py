@@ -140,11 +140,11 @@ class EnergyMetrics:
 
     def _hw_energy(self) -> Iterator[Observation]:
         for d in self._snapshot_devices():
-            yield Observation(d.energy_j, d.info.attributes())
+            yield Observation(d.host_energy_j, d.info.attributes())  # host scope: what it drew
 
     def _hw_power(self) -> Iterator[Observation]:
         for d in self._snapshot_devices():
-            yield Observation(d.power_w, d.info.attributes())
+            yield Observation(d.host_power_w, d.info.attributes())
 
     @staticmethod
     def _gpu_attrs(d: DeviceState) -> dict[str, str]:

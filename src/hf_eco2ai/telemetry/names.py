@@ -119,7 +119,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "hw.energy",
         OBSERVABLE_COUNTER,
         "J",
-        "Energy consumed by the device since measurement started (no PUE).",
+        "Energy the device drew since measurement started, every process on it (host scope; no PUE).",
         HW_ATTRS,
     ),
     MetricSpec(
@@ -159,7 +159,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "hf_eco2ai.energy",
         OBSERVABLE_COUNTER,
         "J",
-        "Energy attributed to this process's training, PUE applied, by device type.",
+        "Energy of this job (its process tree's share of each device: job scope), PUE applied, by device type.",
         ("hw.type",),
     ),
     MetricSpec(
@@ -167,7 +167,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "hf_eco2ai.emissions",
         OBSERVABLE_COUNTER,
         "g",
-        "Emissions in grams CO2e (energy x PUE x grid intensity, integrated), by device type.",
+        "Emissions of this job in grams CO2e (job-scope energy x PUE x grid intensity, integrated), by device type.",
         ("hw.type",),
     ),
     MetricSpec(
