@@ -73,3 +73,5 @@ class RunRecord:
     experiment_description: str = ""
     history: History | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    notes: list[str] = field(default_factory=list)
+    """What a reader must know about these numbers (a shared host, a run ended late...)."""

@@ -17,9 +17,10 @@ from hf_eco2ai.ledger import J_PER_KWH
 from hf_eco2ai.outputs._files import write_atomically
 from hf_eco2ai.record import RunRecord, Segment
 from hf_eco2ai.version import __version__
+from hf_eco2ai.windows import scope_facts
 
 SCHEMA = "hf-eco2ai/run-report"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 JSON_NAME = "report.json"
 
 
@@ -75,7 +76,10 @@ def build_report(record: RunRecord) -> dict[str, Any]:
             else 0.0,
             "by_type": by_type,
             "approximate": w.approximate,
+            "scope": "job",
+            "band_coverage": w.band_coverage,
         },
+        "scopes": scope_facts(w),
         "devices": [
             {
                 "hw_id": d.info.hw_id,
@@ -85,6 +89,8 @@ def build_report(record: RunRecord) -> dict[str, Any]:
                 "method": d.info.method.value,
                 "measured": d.info.measured,
                 "uncertainty": d.info.uncertainty,
+                "band": [d.info.band_low, d.info.band_high],
+                "band_coverage": d.info.band_coverage,
                 "energy_j": d.energy_j,
                 "status": d.status,
                 "errors": d.errors,
@@ -126,7 +132,7 @@ def build_report(record: RunRecord) -> dict[str, Any]:
             "stopped": bool(record.budget.get("stopped", False)),
         },
         "timeline": _timeline(record),
-        "notes": [],
+        "notes": list(record.notes),
     }
 
 

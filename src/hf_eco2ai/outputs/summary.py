@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from hf_eco2ai._text import format_table
-from hf_eco2ai.windows import EnergyWindow
+from hf_eco2ai.windows import EnergyWindow, shared_host_note
 
 
 def summary_table(report: Mapping[str, Any]) -> str:
@@ -29,7 +29,7 @@ def summary_table(report: Mapping[str, Any]) -> str:
     )
     rows: list[list[object]] = []
     for d in report["devices"]:
-        kind = "measured" if d["measured"] else f"estimated ±{d['uncertainty']:.0%}"
+        kind = "measured" if d["measured"] else f"estimated {_band(d)}"
         rows.append([d["hw_type"], d["hw_id"], d["method"], kind, f"{d['energy_j']:.2f}"])
     head = (
         f"hf-eco2ai run {run['id'][:8]} ({run['framework']}, {run['status']}, "
@@ -38,7 +38,8 @@ def summary_table(report: Mapping[str, Any]) -> str:
     body = format_table(["type", "device", "method", "kind", "energy J"], rows) if rows else ""
     lines = [
         head + body,
-        f"total: {totals['energy_j']:.2f} J [{totals['energy_low_j']:.2f}..{totals['energy_high_j']:.2f}]"
+        f"total (this job): {totals['energy_j']:.2f} J "
+        f"[{totals['energy_low_j']:.2f}..{totals['energy_high_j']:.2f}{_coverage(totals)}]"
         f" = {totals['energy_kwh']:.6f} kWh (PUE {carbon['pue']:g})",
         f"CO2e: {format_co2(totals['emissions_g'])} "
         f"[{format_co2(totals['emissions_low_g'])}..{format_co2(totals['emissions_high_g'])}] "
@@ -59,7 +60,23 @@ def summary_table(report: Mapping[str, Any]) -> str:
     budget = report["budget"]
     if budget["exceeded"]:
         lines.append(f"budget exceeded (action: {budget['action']})")
+    lines.extend(f"note: {note}" for note in report.get("notes", ()))
     return "\n".join(lines)
+
+
+def _band(device: Mapping[str, Any]) -> str:
+    """``×0.52..×3.26 (90 %)`` from a report device (``±50 %`` for reports before 1.2)."""
+    band = device.get("band")
+    if not band:
+        return f"±{device['uncertainty']:.0%}"
+    coverage = device.get("band_coverage")
+    text = f"×{band[0]:.2f}..×{band[1]:.2f}"
+    return text if coverage is None else f"{text} ({coverage:.0%})".replace("%)", " %)")
+
+
+def _coverage(totals: Mapping[str, Any]) -> str:
+    coverage = totals.get("band_coverage")
+    return "" if coverage is None else f", covers {coverage:.0%}".replace("%", " %")
 
 
 def compare_table(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
@@ -163,4 +180,6 @@ def summary_line(framework: str, window: EnergyWindow, samples: int, tokens: int
         text += f", {window.energy_j / samples:.4g} J/sample"
     if tokens:
         text += f", {window.energy_j / tokens:.4g} J/token"
-    return text + f"; method: {window.method or 'none'}"
+    text += f"; method: {window.method or 'none'}"
+    shared = shared_host_note(window)
+    return text if shared is None else f"{text}; {shared}"

@@ -16,7 +16,7 @@ from hf_eco2ai.outputs import print_summary, write_run_report
 from hf_eco2ai.record import DeviceTotal, RunRecord
 from hf_eco2ai.run.registry import InstrumentationRemoved
 from hf_eco2ai.telemetry.spans import OpenSpan
-from hf_eco2ai.windows import EnergyWindow, device_energies
+from hf_eco2ai.windows import EnergyWindow, device_energies, shared_host_note
 
 if TYPE_CHECKING:
     from hf_eco2ai.run.run import Run
@@ -88,7 +88,22 @@ def build_record(
     )
     if run.rank.host_name:
         record.host = run.rank.host_name
+    record.notes.extend(run_notes(run, window))
     return record
+
+
+def run_notes(run: Run, window: EnergyWindow) -> list[str]:
+    """What a reader of the run's numbers must know, one line each."""
+    notes = list(run.session.monitor.notes)
+    shared = shared_host_note(window)
+    if shared is not None:
+        notes.append(shared)
+    if run.ended_late:
+        notes.append(
+            "training left this run without an end event (an exception caught outside the "
+            "Trainer, or the process exiting): it was ended at its last training event"
+        )
+    return notes
 
 
 def deliver_record(record: RunRecord, output_dir: Path) -> str:

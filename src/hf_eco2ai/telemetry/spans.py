@@ -92,7 +92,14 @@ def window_attributes(window: EnergyWindow, pue: float) -> dict[str, AttributeVa
         "hf_eco2ai.grid.source": window.source,
         "hf_eco2ai.pue": pue,
         "hf_eco2ai.duration.seconds": window.duration_s,
+        "hf_eco2ai.energy.scope": "job",
+        "hf_eco2ai.energy.host.joules": window.host_energy_j,
     }
+    if window.band_coverage is not None:
+        attrs["hf_eco2ai.energy.band.coverage"] = window.band_coverage
+    other = window.other_cpu_share
+    if other is not None:
+        attrs["hf_eco2ai.host.other_cpu_share"] = other
     for hw_type, joules in window.energy_by_type.items():
         attrs[f"hf_eco2ai.energy.{hw_type}.joules"] = joules
     for hw_type, grams in window.emissions_by_type.items():
