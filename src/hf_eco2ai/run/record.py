@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from hf_eco2ai.ledger import Snapshot
 from hf_eco2ai.outputs import print_summary, write_run_report
@@ -18,8 +18,25 @@ from hf_eco2ai.run.registry import InstrumentationRemoved
 from hf_eco2ai.telemetry.spans import OpenSpan
 from hf_eco2ai.windows import EnergyWindow, device_energies, shared_host_note
 
-if TYPE_CHECKING:
-    from hf_eco2ai.run.run import Run
+
+class Run(Protocol):
+    """The facts of a finished run that its record is built from (:class:`hf_eco2ai.run.Run`)."""
+
+    framework: str
+    run_name: str
+    config: Any
+    counters: Any
+    session: Any
+    segments: Any
+    projector: Any
+    rank: Any
+
+    @property
+    def ended_late(self) -> bool: ...
+
+    @property
+    def start_unix(self) -> float: ...
+
 
 _LOG = logging.getLogger("hf_eco2ai")
 

@@ -24,10 +24,21 @@ import logging
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from hf_eco2ai.run.run import Run
+
+class Run(Protocol):
+    """What the registry needs of a run (:class:`hf_eco2ai.run.Run`)."""
+
+    session: Any
+
+    @property
+    def running(self) -> bool: ...
+
+    def end_at_last_activity(self, error: BaseException) -> Any: ...
+
+    def fail(self, error: BaseException, attrs: Any = None) -> Any: ...
+
 
 _LOG = logging.getLogger(__name__)
 
