@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import math
 import os
@@ -29,9 +30,18 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 
+from hf_eco2ai._logging import warn_once
 from hf_eco2ai.carbon.intensity import IntensityProvider
 from hf_eco2ai.ledger import DeviceStatus, Ledger
-from hf_eco2ai.sensors.base import DeviceLostError, Reading, Sensor, SensorError
+from hf_eco2ai.sensors.base import (
+    DEFAULT_UNCERTAINTY,
+    DeviceInfo,
+    DeviceLostError,
+    Method,
+    Reading,
+    Sensor,
+    SensorError,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -56,11 +66,62 @@ def _check(reading: Reading) -> Reading:
 _LIVE: weakref.WeakSet[Sampler] = weakref.WeakSet()
 
 
+def _clamped_interval(interval_s: float, sensors: Sequence[Sensor]) -> float:
+    """``interval_s``, or the longest interval every sensor can unwrap its counter over (a
+    sensor may say so with a ``max_interval_s`` attribute, e.g. RAPL), with one WARNING."""
+    limits = [
+        (float(v), s)
+        for s in sensors
+        if isinstance(v := getattr(s, "max_interval_s", None), (int, float)) and v > 0
+    ]
+    if not limits:
+        return interval_s
+    limit, sensor = min(limits, key=lambda item: item[0])
+    if interval_s <= limit:
+        return interval_s
+    warn_once(
+        _LOG,
+        f"interval-clamped:{interval_s}:{limit}",
+        "hf-eco2ai: sample_interval %g s is longer than %s can unwrap its counter over (half"
+        " its wrap period at maximum power): sampling every %.3g s instead",
+        interval_s,
+        type(sensor).__name__,
+        limit,
+    )
+    return limit
+
+
+STALL_MIN_S = 2.0
+"""A read in flight for longer than ``max(STALL_MIN_S, 2 x interval)`` is stalled."""
+
+FREEZE_MIN_S = 2.0
+"""A hardware counter that has not moved for ``max(FREEZE_MIN_S, 3 x interval)`` while the
+device's own power reading says it drew at least :data:`FREEZE_MIN_J` is faulty."""
+FREEZE_MIN_J = 10.0
+
+INTERVAL_MEAN_METHODS = frozenset({Method.TDP_MODEL})
+"""Methods whose ``power_w`` is the mean over the interval since the previous read: integrated
+as a rectangle on that interval, not as a trapezoid (which would land half an interval late)."""
+
+
+def stall_bound_s(interval_s: float) -> float:
+    """Seconds a single device read may take before the device is marked stalled.
+
+    >>> stall_bound_s(0.1), stall_bound_s(5.0)
+    (2.0, 10.0)
+    """
+    return max(STALL_MIN_S, 2.0 * interval_s)
+
+
 class _DeviceTrack:
     """Per-device integration state (sampler thread only)."""
 
     __slots__ = (
+        "backwards",
+        "counter_fault",
         "errors",
+        "frozen_j",
+        "frozen_s",
         "index",
         "last_energy",
         "last_power",
@@ -68,6 +129,7 @@ class _DeviceTrack:
         "logged",
         "lost",
         "sensor",
+        "stalled",
     )
 
     def __init__(self, sensor: Sensor, index: int) -> None:
@@ -78,11 +140,23 @@ class _DeviceTrack:
         self.last_power = 0.0
         self.errors = 0
         self.lost = False
+        self.stalled = False
+        self.counter_fault = False
+        self.backwards = 0
+        self.frozen_s = 0.0
+        self.frozen_j = 0.0
         self.logged: set[str] = set()
 
 
 class Sampler:
-    """Reads ``sensors`` every ``interval_s`` seconds on a daemon thread into ``ledger``."""
+    """Reads ``sensors`` every ``interval_s`` seconds on a daemon thread into ``ledger``.
+
+    Sensor reads happen on the sampler thread only, never on the caller's. A read that does not
+    return within :func:`stall_bound_s` marks its device ``stalled`` (see :meth:`check_stalled`):
+    the stuck thread is abandoned (it is a daemon, and records nothing if the read ever returns),
+    a new one carries on without that device, and :meth:`start`/:meth:`stop` return in bounded
+    time whatever a driver does.
+    """
 
     def __init__(
         self,
@@ -95,7 +169,9 @@ class Sampler:
     ) -> None:
         self.sensors = tuple(sensors)
         self.ledger = ledger
-        self.interval_s = float(interval_s)
+        self.interval_s = _clamped_interval(float(interval_s), self.sensors)
+        self.stall_after_s = stall_bound_s(self.interval_s)
+        ledger.interval_s = self.interval_s
         self.intensity = intensity
         self._clock = clock
         self._tracks = [_DeviceTrack(s, i) for s in self.sensors for i in range(len(s.devices))]
@@ -106,13 +182,23 @@ class Sampler:
         self._mem_used: list[int | None] = [None] * self._n
         self._mem_limit: list[int | None] = [None] * self._n
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
         self._stop = threading.Event()
+        self._first = threading.Event()
         self._tick_lock = threading.Lock()
+        self._book = threading.Lock()
+        """Guards ``_epoch`` and ``_in_flight``; never held during a sensor read."""
+        self._epoch = 0
+        """Bumped when a stuck thread is abandoned: a tick of an older epoch records nothing."""
+        self._in_flight: dict[int, int] = {}
+        """Device index -> monotonic ns its current read started."""
         self._inherited = False
         self.ticks = 0
         self.read_errors = 0
         """Total failed device reads (also per device in the snapshot)."""
         self.intensity_errors = 0
+        self.stalls = 0
+        """Devices marked stalled, and sampler threads abandoned with nothing in flight."""
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -122,42 +208,132 @@ class Sampler:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        """Take a first reading and start the thread. Idempotent; a no-op in a forked child."""
+        """Start the thread and wait (at most ~2 stall bounds) for its first reading, so a run
+        that begins now starts from a fresh snapshot. Idempotent; a no-op in a forked child."""
         if self._inherited or self.running:
             return
         self._stop.clear()
-        self.tick()
-        self._thread = threading.Thread(target=self._run, name="hf-eco2ai-sampler", daemon=True)
-        self._thread.start()
+        self._first.clear()
+        self._spawn()
+        self._watchdog = threading.Thread(
+            target=self._watch, name="hf-eco2ai-sampler-watchdog", daemon=True
+        )
+        self._watchdog.start()
+        if not self._first.wait(self.stall_after_s + 0.5):
+            self.check_stalled(force=True)
+            self._first.wait(self.stall_after_s + 0.5)
 
-    def stop(self, timeout: float | None = 5.0) -> None:
-        """Stop the thread and take a final reading, so totals reach the stop time. Idempotent.
-
-        The sampler thread takes the final reading itself on its way out, so the caller only
-        waits for it once (the reading's file and driver calls stay off the caller's thread);
-        if the thread does not end within ``timeout``, the caller takes it.
-        """
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread; it takes a final reading on its way out, so totals reach the stop
+        time. Idempotent. Waits at most ``timeout`` (default: the stall bound, plus one bound
+        for a final reading of the devices that still answer); never reads a sensor itself."""
         if self._inherited:
             return
         thread = self._thread
         if thread is None:
             return
         self._stop.set()
-        if thread is not threading.current_thread():
-            thread.join(timeout)
+        bound = self.stall_after_s if timeout is None else float(timeout)
+        if thread is threading.current_thread():
+            self._thread = None
+            return
+        thread.join(bound)
         self._thread = None
-        if thread.is_alive():
-            self.tick()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.join(bound)  # wakes on the stop event; never does I/O
+        if not thread.is_alive():
+            return
+        self._abandon("the sampler did not stop", bound=bound)
+        if any(not (t.stalled or t.lost) for t in self._tracks):
+            final = threading.Thread(target=self._one_tick, name="hf-eco2ai-sampler", daemon=True)
+            final.start()  # the final reading of the devices that still answer
+            final.join(bound)
+            if final.is_alive():
+                self._abandon("the final reading did not return", bound=bound)
 
-    def _run(self) -> None:
+    def check_stalled(self, *, force: bool = False) -> list[str]:
+        """The watchdog: mark every device whose read has been in flight longer than the stall
+        bound (every device in flight, with ``force``) as stalled; abandon the stuck thread and,
+        unless stopping, start a new one. Safe from any thread; O(devices), no sensor I/O.
+        Returns the ``hw_id`` of the devices marked."""
+        now = self._clock()
+        limit = int(self.stall_after_s * 1e9)
+        with self._book:
+            overdue = [k for k, t0 in self._in_flight.items() if force or now - t0 > limit]
+        if not overdue and not force:
+            return []
+        marked = self._abandon("a read did not return", only=None if force else overdue)
+        if self._thread is not None and not self._stop.is_set():
+            self._spawn()
+        return marked
+
+    def _watch(self) -> None:
+        """The watchdog thread: lives as long as the sampler thread, no sensor I/O."""
+        while not self._stop.wait(self.stall_after_s / 2):
+            try:
+                self.check_stalled()
+            except Exception:  # pragma: no cover - must never die noisily
+                _LOG.debug("hf-eco2ai: sampler watchdog failed", exc_info=True)
+
+    def _spawn(self) -> None:
+        with self._book:
+            epoch = self._epoch
+        self._thread = threading.Thread(
+            target=self._run, args=(epoch,), name="hf-eco2ai-sampler", daemon=True
+        )
+        self._thread.start()
+
+    def _abandon(
+        self, why: str, only: Sequence[int] | None = None, bound: float | None = None
+    ) -> list[str]:
+        """Retire the current sampler thread (whatever it is stuck in) and mark its devices in
+        flight stalled. The ledger keeps their last good totals."""
+        with self._book:
+            stuck = [k for k in self._in_flight if only is None or k in only]
+            self._epoch += 1
+            self._in_flight.clear()
+            self._tick_lock = threading.Lock()  # the stuck thread holds the old one
+            for k in stuck:
+                self._tracks[k].stalled = True
+        self.stalls += max(1, len(stuck))
+        names = [self._tracks[k].sensor.devices[self._tracks[k].index].hw_id for k in stuck]
+        bound = self.stall_after_s if bound is None else bound
+        if stuck:
+            note = (
+                f"stalled: a read did not return within {bound:g} s; its last good total is"
+                " kept and it is no longer read"
+            )
+            self.ledger.mark_stalled(stuck, note)
+            _LOG.warning(
+                "hf-eco2ai: %s within %g s on %s: marked stalled, no longer read; its energy"
+                " after the last good reading is not counted",
+                why,
+                bound,
+                ", ".join(names),
+            )
+        else:
+            _LOG.warning("hf-eco2ai: %s within %g s (no device read in flight)", why, bound)
+        return names
+
+    def _one_tick(self) -> None:
+        with self._book:
+            epoch = self._epoch
+        self._locked_tick(epoch)
+
+    def _run(self, epoch: int) -> None:
+        if not self._locked_tick(epoch):
+            return
+        self._first.set()
         interval_ns = int(self.interval_s * 1e9)
         next_t = self._clock() + interval_ns
         while True:
             delay = (next_t - self._clock()) / 1e9
             if self._stop.wait(max(0.0, delay)):
-                self.tick()  # the final reading, up to the stop time
+                self._locked_tick(epoch)  # the final reading, up to the stop time
                 return
-            self.tick()
+            if not self._locked_tick(epoch):
+                return  # abandoned while stuck: a newer thread has taken over
             now = self._clock()
             next_t += interval_ns
             if next_t < now:  # a tick took longer than the interval: skip, don't burst
@@ -168,10 +344,31 @@ class Sampler:
         """Read every device once and record the increments (thread-safe; also used by tests)."""
         if self._inherited:
             return
-        with self._tick_lock:
-            self._tick()
+        with self._book:
+            epoch = self._epoch
+        self._locked_tick(epoch)
 
-    def _tick(self) -> None:
+    def _locked_tick(self, epoch: int) -> bool:
+        """One tick of ``epoch``; False when that epoch was abandoned (nothing recorded)."""
+        with self._tick_lock:
+            return self._tick(epoch)
+
+    def _begin_read(self, epoch: int, k: int) -> int | None:
+        with self._book:
+            if epoch != self._epoch:
+                return None
+            t = self._clock()
+            self._in_flight[k] = t
+            return t
+
+    def _end_read(self, epoch: int, k: int) -> bool:
+        with self._book:
+            if epoch != self._epoch:
+                return False
+            self._in_flight.pop(k, None)
+            return True
+
+    def _tick(self, epoch: int) -> bool:
         now = self._clock()
         try:
             self.intensity.maybe_refresh(now / 1e9)
@@ -186,50 +383,30 @@ class Sampler:
         status = [DeviceStatus.OK] * self._n
         errors = [0] * self._n
         for k, tr in enumerate(self._tracks):
-            if tr.lost:
-                status[k], errors[k] = DeviceStatus.LOST, tr.errors
+            errors[k] = tr.errors
+            if tr.stalled or tr.lost:
+                status[k] = DeviceStatus.STALLED if tr.stalled else DeviceStatus.LOST
                 continue
-            t = self._clock()
+            t = self._begin_read(epoch, k)
+            if t is None:
+                return False
+            failure: BaseException | None = None
             try:
                 reading = _check(tr.sensor.read(tr.index))
             except Exception as exc:
-                tr.errors += 1
-                self.read_errors += 1
-                name = tr.sensor.devices[tr.index].hw_id
-                if isinstance(exc, DeviceLostError):
-                    tr.lost = True
-                    status[k] = DeviceStatus.LOST
-                    _LOG.warning("hf-eco2ai: device %s lost, no longer measured: %s", name, exc)
-                else:
-                    status[k] = DeviceStatus.ERROR
-                    kind = type(exc).__name__
-                    if kind not in tr.logged:
-                        tr.logged.add(kind)
-                        _LOG.warning(
-                            "hf-eco2ai: reading %s failed (%s: %s); retrying", name, kind, exc
-                        )
+                failure = exc
+            if not self._end_read(epoch, k):
+                return False  # abandoned while this read was stuck: touch nothing
+            if failure is not None:
+                status[k] = self._failed(tr, failure)
                 errors[k] = tr.errors
-                powers[k] = 0.0
                 continue
-            errors[k] = tr.errors
             power = max(0.0, float(reading.power_w))
             powers[k] = power
             self._utilization[k] = reading.utilization
             self._mem_used[k] = reading.memory_used
             self._mem_limit[k] = reading.memory_limit
-            if tr.last_t is not None:
-                dt = (t - tr.last_t) / 1e9
-                if reading.energy_j is not None and tr.last_energy is not None:
-                    delta = reading.energy_j - tr.last_energy
-                    # counter reset (driver reload, device reset) or glitch: bridge by power
-                    if delta < 0.0 or delta > MAX_DEVICE_POWER_W * max(dt, 1.0):
-                        delta = 0.5 * (power + tr.last_power) * dt
-                else:
-                    delta = 0.5 * (power + tr.last_power) * dt
-                deltas[k] = max(0.0, delta)
-            tr.last_t = t
-            tr.last_energy = reading.energy_j
-            tr.last_power = power
+            deltas[k] = self._increment(k, tr, t, reading, power)
         self.ledger.record(
             now,
             deltas,
@@ -242,12 +419,104 @@ class Sampler:
             errors=errors,
         )
         self.ticks += 1
+        return True
+
+    def _failed(self, tr: _DeviceTrack, exc: BaseException) -> str:
+        tr.errors += 1
+        self.read_errors += 1
+        name = tr.sensor.devices[tr.index].hw_id
+        if isinstance(exc, DeviceLostError):
+            tr.lost = True
+            _LOG.warning("hf-eco2ai: device %s lost, no longer measured: %s", name, exc)
+            return DeviceStatus.LOST
+        kind = type(exc).__name__
+        if kind not in tr.logged:
+            tr.logged.add(kind)
+            _LOG.warning("hf-eco2ai: reading %s failed (%s: %s); retrying", name, kind, exc)
+        return DeviceStatus.ERROR
+
+    def _increment(self, k: int, tr: _DeviceTrack, t: int, reading: Reading, power: float) -> float:
+        """The energy (J) of device ``k`` since its previous reading; updates its state."""
+        info = tr.sensor.devices[tr.index]
+        if not tr.counter_fault and info.method is not self.ledger.devices[k].method:
+            self.ledger.set_device(k, info)  # the sensor changed method (e.g. NOT_SUPPORTED)
+        delta = 0.0
+        if tr.last_t is not None:
+            dt = (t - tr.last_t) / 1e9
+            if info.method in INTERVAL_MEAN_METHODS:
+                trapezoid = power * dt  # the mean over this very interval
+            else:
+                trapezoid = 0.5 * (power + tr.last_power) * dt
+            energy = None if tr.counter_fault else reading.energy_j
+            if energy is not None and tr.last_energy is not None:
+                delta = energy - tr.last_energy
+                bridged = delta < 0.0 or delta > MAX_DEVICE_POWER_W * max(dt, 1.0)
+                if bridged:
+                    # counter reset (driver reload, device reset) or glitch: bridge by power
+                    tr.backwards += delta < 0.0
+                    delta = trapezoid
+                delta += self._counter_check(k, tr, info, delta, trapezoid, dt, bridged)
+            else:
+                delta = trapezoid
+        tr.last_t = t
+        tr.last_energy = reading.energy_j
+        tr.last_power = power
+        return max(0.0, delta)
+
+    def _counter_check(
+        self,
+        k: int,
+        tr: _DeviceTrack,
+        info: DeviceInfo,
+        delta: float,
+        by_power: float,
+        dt: float,
+        bridged: bool,
+    ) -> float:
+        """Energy to add when the counter is found faulty now (its frozen stretch, by power).
+
+        Only where power is read independently of the counter (``nvml-energy``): a counter that
+        stays still for a while, or steps back twice, while the power reading says the device
+        draws power, undercounts; from then on the device is integrated from power and flagged.
+        """
+        if info.method is not Method.NVML_ENERGY:
+            return 0.0
+        if (delta > 0.0 and not bridged) or (bridged and tr.backwards < 2):
+            tr.frozen_s = tr.frozen_j = 0.0
+            return 0.0
+        tr.frozen_s += dt
+        tr.frozen_j += by_power
+        frozen = tr.frozen_s >= max(FREEZE_MIN_S, 3.0 * self.interval_s)
+        if not (tr.backwards >= 2 or (frozen and tr.frozen_j >= FREEZE_MIN_J)):
+            return 0.0
+        tr.counter_fault = True
+        how = "ran backwards" if tr.backwards >= 2 else f"did not move for {tr.frozen_s:.3g} s"
+        note = (
+            f"counter fault: the energy counter {how} while the power reading showed"
+            f" {tr.frozen_j:.4g} J drawn; power integrated from then on"
+        )
+        self.ledger.set_device(
+            k,
+            dataclasses.replace(
+                info,
+                method=Method.NVML_POWER,
+                uncertainty=DEFAULT_UNCERTAINTY[Method.NVML_POWER],
+                note=f"{info.note}; {note}" if info.note else note,
+                extra={**info.extra, "counter_fault": "true"},
+            ),
+        )
+        _LOG.warning("hf-eco2ai: device %s: %s", info.hw_id, note)
+        backlog = tr.frozen_j - (by_power if bridged else 0.0)  # bridged: already counted
+        tr.frozen_s = tr.frozen_j = 0.0
+        return backlog
 
     # ------------------------------------------------------------------ fork safety
     def _after_fork_in_child(self) -> None:
         self._inherited = True
         self._thread = None
+        self._watchdog = None
         self._tick_lock = threading.Lock()
+        self._book = threading.Lock()
         self.ledger.reset_lock()
 
 

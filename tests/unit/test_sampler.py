@@ -228,10 +228,11 @@ def test_thread_start_stop_idempotent_and_final_tick() -> None:
     sampler.stop()
 
 
-def test_final_reading_at_stop_is_taken_on_the_sampler_thread() -> None:
-    """Would catch: the final reading's sensor calls (files, NVML) made on the caller's thread
-    at stop, where each one that releases the GIL waits for whatever thread holds it then
-    (the power.png thread at the end of a run); or the final reading skipped."""
+def test_every_reading_is_taken_on_the_sampler_thread() -> None:
+    """Would catch: the first or final reading's sensor calls (files, NVML) made on the caller's
+    thread at start/stop, where a wedged driver call blocks the training thread forever and each
+    call that releases the GIL waits for whatever thread holds it then (the power.png thread at
+    the end of a run); or the first/final reading skipped."""
     import threading
 
     readers: list[str] = []
@@ -245,10 +246,11 @@ def test_final_reading_at_stop_is_taken_on_the_sampler_thread() -> None:
     sampler = Sampler(
         [sensor], Ledger(sensor.devices, pue=1.0, history_size=100), interval_s=30.0, intensity=CI
     )
-    sampler.start()  # first reading inline (the run's start needs it), then the thread
-    assert readers == [threading.current_thread().name]
+    sampler.start()  # returns once the thread took the first reading (the run's start needs it)
+    assert readers == ["hf-eco2ai-sampler"]
+    assert sampler.ledger.snapshot().seq == 1
     sampler.stop()
-    assert readers[-1] == "hf-eco2ai-sampler"
+    assert readers == ["hf-eco2ai-sampler"] * 2
     assert sampler.ticks == 2
     assert not sampler.running
 
