@@ -198,6 +198,41 @@ def test_nvml_counter_glitch_is_not_counted(glitch_mj: int) -> None:
     assert rig.energy(0) == pytest.approx(fake.true_energy_j(0), rel=0.02)
 
 
+def test_frozen_energy_counter_falls_back_to_power_and_is_flagged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """GPU 0's energy counter stops moving while it draws 250 W (its power reading says so) for
+    10 s. Would catch: the run undercounting silently (the counter's 0 J taken as truth, status
+    ``ok``, ``measured: true``), or the frozen stretch before detection left out."""
+    caplog.set_level(logging.WARNING, logger="hf_eco2ai")
+    rig = Rig()
+    rig.run(5.0)
+    rig.fake.freeze_counter(0)
+    rig.run(10.0)
+    assert rig.energy(0) == pytest.approx(rig.fake.true_energy_j(0), rel=0.01)
+    info = rig.state(0).info
+    assert info.method is Method.NVML_POWER
+    assert not info.measured
+    assert info.extra["counter_fault"] == "true"
+    assert "counter fault" in info.note
+    assert not rig.ledger.snapshot().measured
+    for gpu in (1, 2):  # the others keep their counters
+        assert rig.state(gpu).info.method is Method.NVML_ENERGY
+        assert rig.energy(gpu) == pytest.approx(rig.fake.true_energy_j(gpu), rel=1e-3)
+    assert sum("counter fault" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_counter_moving_slower_than_its_update_period_is_not_a_fault() -> None:
+    """A counter that only moves once a second, sampled every 0.5 s, stands still every other
+    read. Would catch: that normal behaviour flagged as a fault (a false alarm that would swap
+    every such GPU to power integration)."""
+    fake = FakeNVML([FakeGpu(uuid(0), power_w=250.0, counter_period_s=1.0)])
+    rig = Rig(fake)
+    rig.run(30.0)
+    assert rig.state(0).info.method is Method.NVML_ENERGY
+    assert rig.energy(0) == pytest.approx(fake.true_energy_j(0), rel=0.02)
+
+
 def _rapl_tree(root: Path, energy_uj: int, max_range: int | None) -> Path:
     zone = root / "intel-rapl:0"
     zone.mkdir(parents=True)

@@ -5,13 +5,14 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
 from hf_eco2ai.ledger import Ledger
 from hf_eco2ai.sampler import Sampler
-from hf_eco2ai.sensors.base import DeviceLostError, HwType
+from hf_eco2ai.sensors.base import DeviceLostError, HwType, Method, Reading
 from tests.fakes.synthetic import FakeClock, TraceSensor, integrate
 
 CI = StaticIntensity(CarbonIntensity(200.0, "XX", "config"))
@@ -317,3 +318,71 @@ def test_drift_free_schedule_skips_after_a_slow_tick() -> None:
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert not any(g < 0.02 for g in gaps[2:-1]), gaps  # no burst of catch-up ticks
     assert math.isfinite(sum(gaps))
+
+
+class MeanPowerSensor(TraceSensor):
+    """Like the TDP model: each read returns the mean power since the previous read."""
+
+    def __init__(self, clock: FakeClock, power: Callable[[float], float]) -> None:
+        super().__init__(clock, power, counter=False, hw_type=HwType.CPU, hw_id="cpu")
+        self._since = clock() / 1e9
+
+    def read(self, index: int) -> Reading:
+        now = self.clock() / 1e9
+        if now <= self._since:
+            return Reading(power_w=self.power(now))
+        mean = integrate(self.power, self._since, now, 2000) / (now - self._since)
+        self._since = now
+        return Reading(power_w=mean)
+
+
+def test_interval_mean_power_is_attributed_to_its_own_interval() -> None:
+    """The TDP model's reading is the mean over the interval just ended. Would catch: the
+    trapezoid rule, which spreads each mean over this interval and the next, so after a load
+    step energy lands half an interval late (a window ending at the step+1 s reads low)."""
+    clock = FakeClock()
+
+    def step(t: float) -> float:
+        return 20.0 if t < 6.5 else 100.0  # t in s of the fake clock (starts at 1 s)
+
+    sensor = MeanPowerSensor(clock, step)
+    assert sensor.devices[0].method is Method.TDP_MODEL
+    sampler = make([sensor], clock)
+    sampler.tick()
+    energies = {}
+    for k in range(1, 11):
+        clock.advance(1.0)
+        sampler.tick()
+        energies[k] = sampler.ledger.snapshot().energy_j
+    for k in (5, 6, 7, 10):  # windows from the start to each tick, across the step
+        assert energies[k] == pytest.approx(integrate(step, 1.0, 1.0 + k), abs=0.05), k
+
+
+def test_counter_running_backwards_twice_is_flagged() -> None:
+    """Would catch: a counter that keeps stepping back bridged silently every time and still
+    labelled a hardware measurement."""
+    clock = FakeClock()
+    sensor = TraceSensor(clock, lambda t: 100.0)
+    sampler = make([sensor], clock)
+    run(sampler, clock, 3.0, 1.0)
+    for _ in range(2):
+        sensor._energy -= 250.0  # a step back (the interval added 100 J)
+        clock.advance(1.0)
+        sampler.tick()
+    run(sampler, clock, 3.0, 1.0)
+    info = sampler.ledger.snapshot().devices[0].info
+    assert info.method is Method.NVML_POWER
+    assert info.extra["counter_fault"] == "true"
+    assert sampler.ledger.snapshot().energy_j == pytest.approx(800.0, rel=1e-3)
+
+
+def test_one_counter_restart_is_bridged_not_flagged() -> None:
+    """A single restart (driver reload) is bridged by power. Would catch: it flagged as a
+    counter fault (the GPU losing its hardware counter for the rest of the run)."""
+    clock = FakeClock()
+    sensor = TraceSensor(clock, lambda t: 100.0)
+    sampler = make([sensor], clock)
+    run(sampler, clock, 3.0, 1.0)
+    sensor._energy = 0.0
+    run(sampler, clock, 3.0, 1.0)
+    assert sampler.ledger.snapshot().devices[0].info.method is Method.NVML_ENERGY
