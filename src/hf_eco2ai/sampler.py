@@ -1,10 +1,16 @@
 """The sampler: one daemon thread that reads every sensor at a fixed interval.
 
-Per tick it reads each device, turns the reading into an energy increment (hardware counter
-difference where there is one, trapezoid integration of power otherwise), and records the
-increments in the :class:`~hf_eco2ai.ledger.Ledger` with the carbon intensity in force.
-Every read error is contained: the device is marked, counted, logged once, and retried.
-Time is ``time.monotonic_ns()``, so wall-clock jumps do not distort integrals.
+Per tick it reads each device, turns the reading into an energy increment
+(:mod:`hf_eco2ai.increments`: hardware counter difference where there is one and it works,
+power integrated otherwise), and records the increments in the :class:`~hf_eco2ai.ledger.Ledger`
+with the carbon intensity in force. Every read error is contained: the device is marked,
+counted, logged once, and retried. Time is ``time.monotonic_ns()``, so wall-clock jumps do not
+distort integrals.
+
+Never waits unboundedly on a sensor: reads happen on the sampler thread only; a watchdog thread
+(no I/O) marks a device whose read has not returned within :func:`stall_bound_s` ``stalled``
+(last good total kept, no longer read), abandons the stuck thread and starts a fresh one;
+:meth:`Sampler.stop` and the exit handler wait at most a bound, then do the same.
 
 Forked children (e.g. DataLoader workers) never run the parent's sampler: ``os.register_at_fork``
 marks every sampler as inherited in the child and gives its ledger a fresh lock.
@@ -21,9 +27,7 @@ Example:
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import logging
-import math
 import os
 import threading
 import time
@@ -32,36 +36,18 @@ from collections.abc import Callable, Sequence
 
 from hf_eco2ai._logging import warn_once
 from hf_eco2ai.carbon.intensity import IntensityProvider
-from hf_eco2ai.ledger import DeviceStatus, Ledger
-from hf_eco2ai.sensors.base import (
-    DEFAULT_UNCERTAINTY,
-    DeviceInfo,
-    DeviceLostError,
-    Method,
-    Reading,
-    Sensor,
-    SensorError,
+from hf_eco2ai.increments import (
+    MAX_DEVICE_POWER_W,
+    DeviceTrack,
+    ImplausibleReadingError,
+    check_reading,
 )
+from hf_eco2ai.ledger import DeviceStatus, Ledger
+from hf_eco2ai.sensors.base import DeviceLostError, Reading, Sensor
+
+__all__ = ["MAX_DEVICE_POWER_W", "ImplausibleReadingError", "Sampler", "stall_bound_s"]
 
 _LOG = logging.getLogger(__name__)
-
-MAX_DEVICE_POWER_W = 10_000.0
-"""No single device read here draws more: a larger power, or a counter step implying more
-(over at least 1 s, the coarsest counter update period), is a glitch, never energy."""
-
-
-class ImplausibleReadingError(SensorError):
-    """A reading with a non-finite or absurd value: counted and skipped like a failed read."""
-
-
-def _check(reading: Reading) -> Reading:
-    power, energy = float(reading.power_w), reading.energy_j
-    if not (math.isfinite(power) and power <= MAX_DEVICE_POWER_W) or (
-        energy is not None and not math.isfinite(energy)
-    ):
-        raise ImplausibleReadingError(f"power {power!r} W, energy {energy!r} J")
-    return reading
-
 
 _LIVE: weakref.WeakSet[Sampler] = weakref.WeakSet()
 
@@ -94,15 +80,6 @@ def _clamped_interval(interval_s: float, sensors: Sequence[Sensor]) -> float:
 STALL_MIN_S = 2.0
 """A read in flight for longer than ``max(STALL_MIN_S, 2 x interval)`` is stalled."""
 
-FREEZE_MIN_S = 2.0
-"""A hardware counter that has not moved for ``max(FREEZE_MIN_S, 3 x interval)`` while the
-device's own power reading says it drew at least :data:`FREEZE_MIN_J` is faulty."""
-FREEZE_MIN_J = 10.0
-
-INTERVAL_MEAN_METHODS = frozenset({Method.TDP_MODEL})
-"""Methods whose ``power_w`` is the mean over the interval since the previous read: integrated
-as a rectangle on that interval, not as a trapezoid (which would land half an interval late)."""
-
 
 def stall_bound_s(interval_s: float) -> float:
     """Seconds a single device read may take before the device is marked stalled.
@@ -111,41 +88,6 @@ def stall_bound_s(interval_s: float) -> float:
     (2.0, 10.0)
     """
     return max(STALL_MIN_S, 2.0 * interval_s)
-
-
-class _DeviceTrack:
-    """Per-device integration state (sampler thread only)."""
-
-    __slots__ = (
-        "backwards",
-        "counter_fault",
-        "errors",
-        "frozen_j",
-        "frozen_s",
-        "index",
-        "last_energy",
-        "last_power",
-        "last_t",
-        "logged",
-        "lost",
-        "sensor",
-        "stalled",
-    )
-
-    def __init__(self, sensor: Sensor, index: int) -> None:
-        self.sensor = sensor
-        self.index = index
-        self.last_t: int | None = None
-        self.last_energy: float | None = None
-        self.last_power = 0.0
-        self.errors = 0
-        self.lost = False
-        self.stalled = False
-        self.counter_fault = False
-        self.backwards = 0
-        self.frozen_s = 0.0
-        self.frozen_j = 0.0
-        self.logged: set[str] = set()
 
 
 class Sampler:
@@ -174,7 +116,7 @@ class Sampler:
         ledger.interval_s = self.interval_s
         self.intensity = intensity
         self._clock = clock
-        self._tracks = [_DeviceTrack(s, i) for s in self.sensors for i in range(len(s.devices))]
+        self._tracks = [DeviceTrack(s, i) for s in self.sensors for i in range(len(s.devices))]
         if len(self._tracks) != len(ledger.devices):
             raise ValueError("the ledger must hold exactly the sensors' devices, in order")
         self._n = len(self._tracks)
@@ -392,7 +334,7 @@ class Sampler:
                 return False
             failure: BaseException | None = None
             try:
-                reading = _check(tr.sensor.read(tr.index))
+                reading = check_reading(tr.sensor.read(tr.index))
             except Exception as exc:
                 failure = exc
             if not self._end_read(epoch, k):
@@ -421,7 +363,7 @@ class Sampler:
         self.ticks += 1
         return True
 
-    def _failed(self, tr: _DeviceTrack, exc: BaseException) -> str:
+    def _failed(self, tr: DeviceTrack, exc: BaseException) -> str:
         tr.errors += 1
         self.read_errors += 1
         name = tr.sensor.devices[tr.index].hw_id
@@ -435,80 +377,20 @@ class Sampler:
             _LOG.warning("hf-eco2ai: reading %s failed (%s: %s); retrying", name, kind, exc)
         return DeviceStatus.ERROR
 
-    def _increment(self, k: int, tr: _DeviceTrack, t: int, reading: Reading, power: float) -> float:
+    def _increment(self, k: int, tr: DeviceTrack, t: int, reading: Reading, power: float) -> float:
         """The energy (J) of device ``k`` since its previous reading; updates its state."""
         info = tr.sensor.devices[tr.index]
         if not tr.counter_fault and info.method is not self.ledger.devices[k].method:
             self.ledger.set_device(k, info)  # the sensor changed method (e.g. NOT_SUPPORTED)
-        delta = 0.0
-        if tr.last_t is not None:
-            dt = (t - tr.last_t) / 1e9
-            if info.method in INTERVAL_MEAN_METHODS:
-                trapezoid = power * dt  # the mean over this very interval
-            else:
-                trapezoid = 0.5 * (power + tr.last_power) * dt
-            energy = None if tr.counter_fault else reading.energy_j
-            if energy is not None and tr.last_energy is not None:
-                delta = energy - tr.last_energy
-                bridged = delta < 0.0 or delta > MAX_DEVICE_POWER_W * max(dt, 1.0)
-                if bridged:
-                    # counter reset (driver reload, device reset) or glitch: bridge by power
-                    tr.backwards += delta < 0.0
-                    delta = trapezoid
-                delta += self._counter_check(k, tr, info, delta, trapezoid, dt, bridged)
-            else:
-                delta = trapezoid
-        tr.last_t = t
-        tr.last_energy = reading.energy_j
-        tr.last_power = power
-        return max(0.0, delta)
-
-    def _counter_check(
-        self,
-        k: int,
-        tr: _DeviceTrack,
-        info: DeviceInfo,
-        delta: float,
-        by_power: float,
-        dt: float,
-        bridged: bool,
-    ) -> float:
-        """Energy to add when the counter is found faulty now (its frozen stretch, by power).
-
-        Only where power is read independently of the counter (``nvml-energy``): a counter that
-        stays still for a while, or steps back twice, while the power reading says the device
-        draws power, undercounts; from then on the device is integrated from power and flagged.
-        """
-        if info.method is not Method.NVML_ENERGY:
-            return 0.0
-        if (delta > 0.0 and not bridged) or (bridged and tr.backwards < 2):
-            tr.frozen_s = tr.frozen_j = 0.0
-            return 0.0
-        tr.frozen_s += dt
-        tr.frozen_j += by_power
-        frozen = tr.frozen_s >= max(FREEZE_MIN_S, 3.0 * self.interval_s)
-        if not (tr.backwards >= 2 or (frozen and tr.frozen_j >= FREEZE_MIN_J)):
-            return 0.0
-        tr.counter_fault = True
-        how = "ran backwards" if tr.backwards >= 2 else f"did not move for {tr.frozen_s:.3g} s"
-        note = (
-            f"counter fault: the energy counter {how} while the power reading showed"
-            f" {tr.frozen_j:.4g} J drawn; power integrated from then on"
-        )
-        self.ledger.set_device(
-            k,
-            dataclasses.replace(
-                info,
-                method=Method.NVML_POWER,
-                uncertainty=DEFAULT_UNCERTAINTY[Method.NVML_POWER],
-                note=f"{info.note}; {note}" if info.note else note,
-                extra={**info.extra, "counter_fault": "true"},
-            ),
-        )
-        _LOG.warning("hf-eco2ai: device %s: %s", info.hw_id, note)
-        backlog = tr.frozen_j - (by_power if bridged else 0.0)  # bridged: already counted
-        tr.frozen_s = tr.frozen_j = 0.0
-        return backlog
+        delta, faulted = tr.increment(t, reading, power, info, self.interval_s)
+        if faulted is not None:
+            self.ledger.set_device(k, faulted)
+            _LOG.warning(
+                "hf-eco2ai: device %s: %s",
+                info.hw_id,
+                faulted.note[faulted.note.rfind("counter fault:") :],
+            )
+        return delta
 
     # ------------------------------------------------------------------ fork safety
     def _after_fork_in_child(self) -> None:
