@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hf_eco2ai.ledger import J_PER_KWH, Snapshot
+from hf_eco2ai.ledger import J_PER_KWH, DeviceStatus, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,9 @@ class EnergyWindow:
     source: str
     methods: tuple[str, ...]
     approximate: bool
-    """True when no sampler tick fell inside the window (both ends extrapolated), or when an
-    end lies further past its snapshot than extrapolation may reach (a gap)."""
+    """True when no sampler tick fell inside the window (both ends extrapolated), when an end
+    lies further past its snapshot than extrapolation may reach (a gap), or when a device is
+    stalled (its energy after its last good reading is missing)."""
     gap_s: float = 0.0
     """Seconds at the window's end not covered by any reading (the sampler stalled or was
     stopped): not extrapolated, not counted in the energy."""
@@ -133,6 +134,7 @@ def measure_window(start: Snapshot, start_t_ns: int, end: Snapshot, end_t_ns: in
     duration_s = max(0, end_t_ns - start_t_ns) / 1e9
     gap_s = min(duration_s, unmeasured_s(end, end_t_ns))
     stale_start = unmeasured_s(start, start_t_ns) > 0.0
+    stalled = any(d.status == DeviceStatus.STALLED for d in end.devices)
     return EnergyWindow(
         duration_s=duration_s,
         energy_j=energy,
@@ -145,6 +147,6 @@ def measure_window(start: Snapshot, start_t_ns: int, end: Snapshot, end_t_ns: in
         zone=end.intensity.zone,
         source=end.intensity.source,
         methods=end.methods,
-        approximate=end.seq == start.seq or gap_s > 0.0 or stale_start,
+        approximate=end.seq == start.seq or gap_s > 0.0 or stale_start or stalled,
         gap_s=gap_s,
     )

@@ -138,3 +138,18 @@ def test_window_with_ticks_inside_and_a_fresh_end_has_no_gap() -> None:
         ledger.record(k * S, [100.0], [100.0], CI)
     w = measure_window(start, 0, ledger.snapshot(), int(4.5 * S))
     assert (w.gap_s, w.approximate) == (0.0, False)
+
+
+def test_a_window_with_a_stalled_device_is_approximate() -> None:
+    """Would catch: a window missing a stalled GPU's energy (the others still ticking, so no gap)
+    reported as exact."""
+    ledger = Ledger([GPU, CPU], pue=1.0, history_size=100)
+    ledger.interval_s = 1.0
+    ledger.record(0, [0.0, 0.0], [100.0, 10.0], CI)
+    start = ledger.snapshot()
+    ledger.record(1 * S, [100.0, 10.0], [100.0, 10.0], CI)
+    ledger.mark_stalled([0], "stalled: test")
+    ledger.record(2 * S, [0.0, 10.0], [0.0, 10.0], CI, status=["stalled", "ok"])
+    w = measure_window(start, 0, ledger.snapshot(), 2 * S)
+    assert (w.gap_s, w.approximate) == (0.0, True)
+    assert w.energy_j == pytest.approx(120.0)
