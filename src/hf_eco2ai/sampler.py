@@ -129,7 +129,8 @@ class Sampler:
         self._first = threading.Event()
         self._tick_lock = threading.Lock()
         self._book = threading.Lock()
-        """Guards ``_epoch`` and ``_in_flight``; never held during a sensor read."""
+        """Guards ``_epoch``, ``_in_flight`` and the commit of a tick (integration state, ledger
+        record); never held during a sensor read or any I/O."""
         self._epoch = 0
         """Bumped when a stuck thread is abandoned: a tick of an older epoch records nothing."""
         self._in_flight: dict[int, int] = {}
@@ -324,6 +325,7 @@ class Sampler:
         powers = [0.0] * self._n
         status = [DeviceStatus.OK] * self._n
         errors = [0] * self._n
+        readings: list[tuple[int, int, Reading]] = []
         for k, tr in enumerate(self._tracks):
             errors[k] = tr.errors
             if tr.stalled or tr.lost:
@@ -343,24 +345,32 @@ class Sampler:
                 status[k] = self._failed(tr, failure)
                 errors[k] = tr.errors
                 continue
-            power = max(0.0, float(reading.power_w))
-            powers[k] = power
-            self._utilization[k] = reading.utilization
-            self._mem_used[k] = reading.memory_used
-            self._mem_limit[k] = reading.memory_limit
-            deltas[k] = self._increment(k, tr, t, reading, power)
-        self.ledger.record(
-            now,
-            deltas,
-            powers,
-            intensity,
-            utilization=self._utilization,
-            memory_used=self._mem_used,
-            memory_limit=self._mem_limit,
-            status=status,
-            errors=errors,
-        )
-        self.ticks += 1
+            readings.append((k, t, reading))
+        faults: list[str] = []
+        with self._book:  # commit only if still current: an abandoned tick changes nothing
+            if epoch != self._epoch:
+                return False
+            for k, t, reading in readings:
+                power = max(0.0, float(reading.power_w))
+                powers[k] = power
+                self._utilization[k] = reading.utilization
+                self._mem_used[k] = reading.memory_used
+                self._mem_limit[k] = reading.memory_limit
+                deltas[k] = self._increment(k, t, reading, power, faults)
+            self.ledger.record(
+                now,
+                deltas,
+                powers,
+                intensity,
+                utilization=self._utilization,
+                memory_used=self._mem_used,
+                memory_limit=self._mem_limit,
+                status=status,
+                errors=errors,
+            )
+            self.ticks += 1
+        for fault in faults:
+            _LOG.warning("hf-eco2ai: %s", fault)
         return True
 
     def _failed(self, tr: DeviceTrack, exc: BaseException) -> str:
@@ -377,19 +387,20 @@ class Sampler:
             _LOG.warning("hf-eco2ai: reading %s failed (%s: %s); retrying", name, kind, exc)
         return DeviceStatus.ERROR
 
-    def _increment(self, k: int, tr: DeviceTrack, t: int, reading: Reading, power: float) -> float:
-        """The energy (J) of device ``k`` since its previous reading; updates its state."""
+    def _increment(
+        self, k: int, t: int, reading: Reading, power: float, faults: list[str]
+    ) -> float:
+        """The energy (J) of device ``k`` since its previous reading; updates its state (no I/O:
+        runs under the bookkeeping lock; a counter fault's message is added to ``faults``)."""
+        tr = self._tracks[k]
         info = tr.sensor.devices[tr.index]
         if not tr.counter_fault and info.method is not self.ledger.devices[k].method:
             self.ledger.set_device(k, info)  # the sensor changed method (e.g. NOT_SUPPORTED)
         delta, faulted = tr.increment(t, reading, power, info, self.interval_s)
         if faulted is not None:
             self.ledger.set_device(k, faulted)
-            _LOG.warning(
-                "hf-eco2ai: device %s: %s",
-                info.hw_id,
-                faulted.note[faulted.note.rfind("counter fault:") :],
-            )
+            note = faulted.note
+            faults.append(f"device {info.hw_id}: {note[note.rfind('counter fault:') :]}")
         return delta
 
     # ------------------------------------------------------------------ fork safety

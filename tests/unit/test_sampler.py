@@ -4,6 +4,7 @@ import itertools
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -386,3 +387,47 @@ def test_one_counter_restart_is_bridged_not_flagged() -> None:
     sensor._energy = 0.0
     run(sampler, clock, 3.0, 1.0)
     assert sampler.ledger.snapshot().devices[0].info.method is Method.NVML_ENERGY
+
+
+class Blocking(TraceSensor):
+    """A device whose read blocks on ``block`` (when set) until the test releases it."""
+
+    def __init__(self, clock: FakeClock, power: Callable[[float], float]) -> None:
+        super().__init__(clock, power, hw_id="stuck")
+        self.block: threading.Event | None = None
+        self.entered = threading.Event()
+
+    def read(self, index: int) -> Reading:
+        if self.block is not None:
+            self.entered.set()
+            self.block.wait()
+        return super().read(index)
+
+
+def test_a_read_stuck_mid_tick_costs_the_other_devices_no_energy() -> None:
+    """Device 0 is read, then device 1's read blocks; the watchdog abandons the tick. Would
+    catch: device 0's state advanced by the abandoned tick (its interval never recorded: energy
+    lost), or anything recorded when the stuck read finally returns."""
+    clock = FakeClock()
+    good = TraceSensor(clock, lambda t: 100.0, hw_id="good")
+    stuck = Blocking(clock, lambda t: 50.0)
+    sampler = make([good, stuck], clock)
+    run(sampler, clock, 1.0, 1.0)
+    clock.advance(1.0)
+    stuck.block = threading.Event()
+    worker = threading.Thread(target=sampler.tick, daemon=True)
+    worker.start()
+    assert stuck.entered.wait(10)
+    assert sampler.check_stalled() == []  # not overdue yet (fake clock: 0 s in flight)
+    clock.advance(5.0)
+    assert sampler.check_stalled() == ["stuck"]
+    sampler.tick()  # a fresh tick, without the stalled device
+    snap = sampler.ledger.snapshot()
+    assert snap.devices[0].energy_j == pytest.approx(100.0 * 7)  # t = 1 s .. 8 s, nothing lost
+    assert snap.devices[1].status == "stalled"
+    seq = snap.seq
+    stuck.block.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert sampler.ledger.snapshot().seq == seq  # the abandoned tick recorded nothing
+    assert sampler.ledger.snapshot().devices[0].energy_j == pytest.approx(700.0)
