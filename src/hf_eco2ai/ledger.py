@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class DeviceStatus:
     """The last read failed; the sampler keeps trying."""
     LOST = "lost"
     """The device is gone (e.g. GPU_IS_LOST); no longer read."""
+    STALLED = "stalled"
+    """A read did not return within the sampler's bound (a wedged driver call): the device
+    keeps its last good total and is no longer read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,10 @@ class Snapshot:
     def band_coverage(self) -> float | None:
         """Coverage of ``[energy_low_j, energy_high_j]``: see :func:`combined_coverage`."""
         return combined_coverage(self.devices)
+
+    interval_s: float = 0.0
+    """The sampler's interval (0: unknown). Windows extrapolate a snapshot only a few intervals
+    past ``t_ns``; time beyond that is a gap, not a measurement (:mod:`hf_eco2ai.windows`)."""
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -254,6 +262,8 @@ class Ledger:
         self._he = np.zeros(self._cap, dtype=np.float64)
         self._ci = np.zeros(self._cap, dtype=np.float64)
         self._count = 0
+        self.interval_s = 0.0
+        """Set by the sampler; carried on every snapshot (see :attr:`Snapshot.interval_s`)."""
         self._latest = empty_snapshot(self.devices, self.pue)
 
     # ------------------------------------------------------------------ writer side
@@ -318,6 +328,50 @@ class Ledger:
         with self._lock:
             self._status[index] = status
             self._errors[index] = errors
+
+    def set_device(self, index: int, info: DeviceInfo) -> None:
+        """Replace one device's facts (e.g. its method after a counter fault), same ``hw_id``
+        and type; published at the next record."""
+        with self._lock:
+            devices = list(self.devices)
+            devices[index] = info
+            self.devices = tuple(devices)
+            self._band[index] = (info.band_low, info.band_high)
+
+    def mark_stalled(self, indices: Sequence[int], note: str) -> None:
+        """Publish ``indices`` as :attr:`DeviceStatus.STALLED` now, with ``note`` added to their
+        facts and their power set to 0 (nothing is extrapolated for them); totals are kept.
+
+        Called from a thread other than the sampler's (the sampler is the one that is stuck),
+        so the snapshot is republished here rather than at the next record.
+        """
+        if not indices:
+            return
+        with self._lock:
+            devices = list(self.devices)
+            for i in indices:
+                self._status[i] = DeviceStatus.STALLED
+                old = devices[i]
+                devices[i] = dataclasses.replace(
+                    old, note=f"{old.note}; {note}" if old.note else note
+                )
+            self.devices = tuple(devices)
+            latest = self._latest
+            states = list(latest.devices)
+            power = [d.power_w for d in states]
+            for i in indices:
+                power[i] = 0.0
+            self._latest = dataclasses.replace(
+                self._build(
+                    latest.t_ns,
+                    power,
+                    latest.intensity,
+                    [d.utilization for d in states],
+                    [d.memory_used for d in states],
+                    [d.memory_limit for d in states],
+                ),
+                seq=latest.seq,  # no new reading: windows must not count this as a tick
+            )
 
     def _build(
         self,
@@ -394,6 +448,7 @@ class Ledger:
             host_power_w=hp_tot * pue,
             host_energy_by_type=he_type,
             host_emissions_by_type=hc_type,
+            interval_s=self.interval_s,
         )
 
     # ------------------------------------------------------------------ reader side

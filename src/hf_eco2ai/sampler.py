@@ -1,10 +1,16 @@
 """The sampler: one daemon thread that reads every sensor at a fixed interval.
 
-Per tick it reads each device, turns the reading into an energy increment (hardware counter
-difference where there is one, trapezoid integration of power otherwise), and records the
-increments in the :class:`~hf_eco2ai.ledger.Ledger` with the carbon intensity in force.
-Every read error is contained: the device is marked, counted, logged once, and retried.
-Time is ``time.monotonic_ns()``, so wall-clock jumps do not distort integrals.
+Per tick it reads each device, turns the reading into an energy increment
+(:mod:`hf_eco2ai.increments`: hardware counter difference where there is one and it works,
+power integrated otherwise), and records the increments in the :class:`~hf_eco2ai.ledger.Ledger`
+with the carbon intensity in force. Every read error is contained: the device is marked,
+counted, logged once, and retried. Time is ``time.monotonic_ns()``, so wall-clock jumps do not
+distort integrals.
+
+Never waits unboundedly on a sensor: reads happen on the sampler thread only; a watchdog thread
+(no I/O) marks a device whose read has not returned within :func:`stall_bound_s` ``stalled``
+(last good total kept, no longer read), abandons the stuck thread and starts a fresh one;
+:meth:`Sampler.stop` and the exit handler wait at most a bound, then do the same.
 
 Forked children (e.g. DataLoader workers) never run the parent's sampler: ``os.register_at_fork``
 marks every sampler as inherited in the child and gives its ledger a fresh lock.
@@ -22,68 +28,78 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 
+from hf_eco2ai._logging import warn_once
 from hf_eco2ai.carbon.intensity import IntensityProvider
+from hf_eco2ai.increments import (
+    MAX_DEVICE_POWER_W,
+    DeviceTrack,
+    ImplausibleReadingError,
+    check_reading,
+)
 from hf_eco2ai.ledger import DeviceStatus, Ledger
-from hf_eco2ai.sensors.base import DeviceLostError, Reading, Sensor, SensorError
+from hf_eco2ai.sensors.base import DeviceLostError, Reading, Sensor
 from hf_eco2ai.sensors.process_share import JobScope
 
+__all__ = ["MAX_DEVICE_POWER_W", "ImplausibleReadingError", "Sampler", "stall_bound_s"]
+
 _LOG = logging.getLogger(__name__)
-
-MAX_DEVICE_POWER_W = 10_000.0
-"""No single device read here draws more: a larger power, or a counter step implying more
-(over at least 1 s, the coarsest counter update period), is a glitch, never energy."""
-
-
-class ImplausibleReadingError(SensorError):
-    """A reading with a non-finite or absurd value: counted and skipped like a failed read."""
-
-
-def _check(reading: Reading) -> Reading:
-    power, energy = float(reading.power_w), reading.energy_j
-    if not (math.isfinite(power) and power <= MAX_DEVICE_POWER_W) or (
-        energy is not None and not math.isfinite(energy)
-    ):
-        raise ImplausibleReadingError(f"power {power!r} W, energy {energy!r} J")
-    return reading
-
 
 _LIVE: weakref.WeakSet[Sampler] = weakref.WeakSet()
 
 
-class _DeviceTrack:
-    """Per-device integration state (sampler thread only)."""
-
-    __slots__ = (
-        "errors",
-        "index",
-        "last_energy",
-        "last_power",
-        "last_t",
-        "logged",
-        "lost",
-        "sensor",
+def _clamped_interval(interval_s: float, sensors: Sequence[Sensor]) -> float:
+    """``interval_s``, or the longest interval every sensor can unwrap its counter over (a
+    sensor may say so with a ``max_interval_s`` attribute, e.g. RAPL), with one WARNING."""
+    limits = [
+        (float(v), s)
+        for s in sensors
+        if isinstance(v := getattr(s, "max_interval_s", None), (int, float)) and v > 0
+    ]
+    if not limits:
+        return interval_s
+    limit, sensor = min(limits, key=lambda item: item[0])
+    if interval_s <= limit:
+        return interval_s
+    warn_once(
+        _LOG,
+        f"interval-clamped:{interval_s}:{limit}",
+        "hf-eco2ai: sample_interval %g s is longer than %s can unwrap its counter over (half"
+        " its wrap period at maximum power): sampling every %.3g s instead",
+        interval_s,
+        type(sensor).__name__,
+        limit,
     )
+    return limit
 
-    def __init__(self, sensor: Sensor, index: int) -> None:
-        self.sensor = sensor
-        self.index = index
-        self.last_t: int | None = None
-        self.last_energy: float | None = None
-        self.last_power = 0.0
-        self.errors = 0
-        self.lost = False
-        self.logged: set[str] = set()
+
+STALL_MIN_S = 2.0
+"""A read in flight for longer than ``max(STALL_MIN_S, 2 x interval)`` is stalled."""
+
+
+def stall_bound_s(interval_s: float) -> float:
+    """Seconds a single device read may take before the device is marked stalled.
+
+    >>> stall_bound_s(0.1), stall_bound_s(5.0)
+    (2.0, 10.0)
+    """
+    return max(STALL_MIN_S, 2.0 * interval_s)
 
 
 class Sampler:
-    """Reads ``sensors`` every ``interval_s`` seconds on a daemon thread into ``ledger``."""
+    """Reads ``sensors`` every ``interval_s`` seconds on a daemon thread into ``ledger``.
+
+    Sensor reads happen on the sampler thread only, never on the caller's. A read that does not
+    return within :func:`stall_bound_s` marks its device ``stalled`` (see :meth:`check_stalled`):
+    the stuck thread is abandoned (it is a daemon, and records nothing if the read ever returns),
+    a new one carries on without that device, and :meth:`start`/:meth:`stop` return in bounded
+    time whatever a driver does.
+    """
 
     def __init__(
         self,
@@ -96,10 +112,12 @@ class Sampler:
     ) -> None:
         self.sensors = tuple(sensors)
         self.ledger = ledger
-        self.interval_s = float(interval_s)
+        self.interval_s = _clamped_interval(float(interval_s), self.sensors)
+        self.stall_after_s = stall_bound_s(self.interval_s)
+        ledger.interval_s = self.interval_s
         self.intensity = intensity
         self._clock = clock
-        self._tracks = [_DeviceTrack(s, i) for s in self.sensors for i in range(len(s.devices))]
+        self._tracks = [DeviceTrack(s, i) for s in self.sensors for i in range(len(s.devices))]
         if len(self._tracks) != len(ledger.devices):
             raise ValueError("the ledger must hold exactly the sensors' devices, in order")
         self._n = len(self._tracks)
@@ -107,13 +125,24 @@ class Sampler:
         self._mem_used: list[int | None] = [None] * self._n
         self._mem_limit: list[int | None] = [None] * self._n
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
         self._stop = threading.Event()
+        self._first = threading.Event()
         self._tick_lock = threading.Lock()
+        self._book = threading.Lock()
+        """Guards ``_epoch``, ``_in_flight`` and the commit of a tick (integration state, ledger
+        record); never held during a sensor read or any I/O."""
+        self._epoch = 0
+        """Bumped when a stuck thread is abandoned: a tick of an older epoch records nothing."""
+        self._in_flight: dict[int, int] = {}
+        """Device index -> monotonic ns its current read started."""
         self._inherited = False
         self.ticks = 0
         self.read_errors = 0
         """Total failed device reads (also per device in the snapshot)."""
         self.intensity_errors = 0
+        self.stalls = 0
+        """Devices marked stalled, and sampler threads abandoned with nothing in flight."""
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -123,42 +152,132 @@ class Sampler:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        """Take a first reading and start the thread. Idempotent; a no-op in a forked child."""
+        """Start the thread and wait (at most ~2 stall bounds) for its first reading, so a run
+        that begins now starts from a fresh snapshot. Idempotent; a no-op in a forked child."""
         if self._inherited or self.running:
             return
         self._stop.clear()
-        self.tick()
-        self._thread = threading.Thread(target=self._run, name="hf-eco2ai-sampler", daemon=True)
-        self._thread.start()
+        self._first.clear()
+        self._spawn()
+        self._watchdog = threading.Thread(
+            target=self._watch, name="hf-eco2ai-sampler-watchdog", daemon=True
+        )
+        self._watchdog.start()
+        if not self._first.wait(self.stall_after_s + 0.5):
+            self.check_stalled(force=True)
+            self._first.wait(self.stall_after_s + 0.5)
 
-    def stop(self, timeout: float | None = 5.0) -> None:
-        """Stop the thread and take a final reading, so totals reach the stop time. Idempotent.
-
-        The sampler thread takes the final reading itself on its way out, so the caller only
-        waits for it once (the reading's file and driver calls stay off the caller's thread);
-        if the thread does not end within ``timeout``, the caller takes it.
-        """
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread; it takes a final reading on its way out, so totals reach the stop
+        time. Idempotent. Waits at most ``timeout`` (default: the stall bound, plus one bound
+        for a final reading of the devices that still answer); never reads a sensor itself."""
         if self._inherited:
             return
         thread = self._thread
         if thread is None:
             return
         self._stop.set()
-        if thread is not threading.current_thread():
-            thread.join(timeout)
+        bound = self.stall_after_s if timeout is None else float(timeout)
+        if thread is threading.current_thread():
+            self._thread = None
+            return
+        thread.join(bound)
         self._thread = None
-        if thread.is_alive():
-            self.tick()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.join(bound)  # wakes on the stop event; never does I/O
+        if not thread.is_alive():
+            return
+        self._abandon("the sampler did not stop", bound=bound)
+        if any(not (t.stalled or t.lost) for t in self._tracks):
+            final = threading.Thread(target=self._one_tick, name="hf-eco2ai-sampler", daemon=True)
+            final.start()  # the final reading of the devices that still answer
+            final.join(bound)
+            if final.is_alive():
+                self._abandon("the final reading did not return", bound=bound)
 
-    def _run(self) -> None:
+    def check_stalled(self, *, force: bool = False) -> list[str]:
+        """The watchdog: mark every device whose read has been in flight longer than the stall
+        bound (every device in flight, with ``force``) as stalled; abandon the stuck thread and,
+        unless stopping, start a new one. Safe from any thread; O(devices), no sensor I/O.
+        Returns the ``hw_id`` of the devices marked."""
+        now = self._clock()
+        limit = int(self.stall_after_s * 1e9)
+        with self._book:
+            overdue = [k for k, t0 in self._in_flight.items() if force or now - t0 > limit]
+        if not overdue and not force:
+            return []
+        marked = self._abandon("a read did not return", only=None if force else overdue)
+        if self._thread is not None and not self._stop.is_set():
+            self._spawn()
+        return marked
+
+    def _watch(self) -> None:
+        """The watchdog thread: lives as long as the sampler thread, no sensor I/O."""
+        while not self._stop.wait(self.stall_after_s / 2):
+            try:
+                self.check_stalled()
+            except Exception:  # pragma: no cover - must never die noisily
+                _LOG.debug("hf-eco2ai: sampler watchdog failed", exc_info=True)
+
+    def _spawn(self) -> None:
+        with self._book:
+            epoch = self._epoch
+        self._thread = threading.Thread(
+            target=self._run, args=(epoch,), name="hf-eco2ai-sampler", daemon=True
+        )
+        self._thread.start()
+
+    def _abandon(
+        self, why: str, only: Sequence[int] | None = None, bound: float | None = None
+    ) -> list[str]:
+        """Retire the current sampler thread (whatever it is stuck in) and mark its devices in
+        flight stalled. The ledger keeps their last good totals."""
+        with self._book:
+            stuck = [k for k in self._in_flight if only is None or k in only]
+            self._epoch += 1
+            self._in_flight.clear()
+            self._tick_lock = threading.Lock()  # the stuck thread holds the old one
+            for k in stuck:
+                self._tracks[k].stalled = True
+        self.stalls += max(1, len(stuck))
+        names = [self._tracks[k].sensor.devices[self._tracks[k].index].hw_id for k in stuck]
+        bound = self.stall_after_s if bound is None else bound
+        if stuck:
+            note = (
+                f"stalled: a read did not return within {bound:g} s; its last good total is"
+                " kept and it is no longer read"
+            )
+            self.ledger.mark_stalled(stuck, note)
+            _LOG.warning(
+                "hf-eco2ai: %s within %g s on %s: marked stalled, no longer read; its energy"
+                " after the last good reading is not counted",
+                why,
+                bound,
+                ", ".join(names),
+            )
+        else:
+            _LOG.warning("hf-eco2ai: %s within %g s (no device read in flight)", why, bound)
+        return names
+
+    def _one_tick(self) -> None:
+        with self._book:
+            epoch = self._epoch
+        self._locked_tick(epoch)
+
+    def _run(self, epoch: int) -> None:
+        if not self._locked_tick(epoch):
+            return
+        self._first.set()
         interval_ns = int(self.interval_s * 1e9)
         next_t = self._clock() + interval_ns
         while True:
             delay = (next_t - self._clock()) / 1e9
             if self._stop.wait(max(0.0, delay)):
-                self.tick()  # the final reading, up to the stop time
+                self._locked_tick(epoch)  # the final reading, up to the stop time
                 return
-            self.tick()
+            if not self._locked_tick(epoch):
+                return  # abandoned while stuck: a newer thread has taken over
             now = self._clock()
             next_t += interval_ns
             if next_t < now:  # a tick took longer than the interval: skip, don't burst
@@ -169,10 +288,31 @@ class Sampler:
         """Read every device once and record the increments (thread-safe; also used by tests)."""
         if self._inherited:
             return
-        with self._tick_lock:
-            self._tick()
+        with self._book:
+            epoch = self._epoch
+        self._locked_tick(epoch)
 
-    def _tick(self) -> None:
+    def _locked_tick(self, epoch: int) -> bool:
+        """One tick of ``epoch``; False when that epoch was abandoned (nothing recorded)."""
+        with self._tick_lock:
+            return self._tick(epoch)
+
+    def _begin_read(self, epoch: int, k: int) -> int | None:
+        with self._book:
+            if epoch != self._epoch:
+                return None
+            t = self._clock()
+            self._in_flight[k] = t
+            return t
+
+    def _end_read(self, epoch: int, k: int) -> bool:
+        with self._book:
+            if epoch != self._epoch:
+                return False
+            self._in_flight.pop(k, None)
+            return True
+
+    def _tick(self, epoch: int) -> bool:
         now = self._clock()
         try:
             self.intensity.maybe_refresh(now / 1e9)
@@ -187,71 +327,93 @@ class Sampler:
         status = [DeviceStatus.OK] * self._n
         errors = [0] * self._n
         scopes: list[JobScope | None] = [None] * self._n  # job share per device (scope helper)
+        readings: list[tuple[int, int, Reading]] = []
         for k, tr in enumerate(self._tracks):
-            if tr.lost:
-                status[k], errors[k] = DeviceStatus.LOST, tr.errors
-                continue
-            t = self._clock()
-            try:
-                reading = _check(tr.sensor.read(tr.index))
-            except Exception as exc:
-                tr.errors += 1
-                self.read_errors += 1
-                name = tr.sensor.devices[tr.index].hw_id
-                if isinstance(exc, DeviceLostError):
-                    tr.lost = True
-                    status[k] = DeviceStatus.LOST
-                    _LOG.warning("hf-eco2ai: device %s lost, no longer measured: %s", name, exc)
-                else:
-                    status[k] = DeviceStatus.ERROR
-                    kind = type(exc).__name__
-                    if kind not in tr.logged:
-                        tr.logged.add(kind)
-                        _LOG.warning(
-                            "hf-eco2ai: reading %s failed (%s: %s); retrying", name, kind, exc
-                        )
-                errors[k] = tr.errors
-                powers[k] = 0.0
-                continue
             errors[k] = tr.errors
-            power = max(0.0, float(reading.power_w))
-            powers[k] = power
-            scopes[k] = reading.scope
-            self._utilization[k] = reading.utilization
-            self._mem_used[k] = reading.memory_used
-            self._mem_limit[k] = reading.memory_limit
-            if tr.last_t is not None:
-                dt = (t - tr.last_t) / 1e9
-                if reading.energy_j is not None and tr.last_energy is not None:
-                    delta = reading.energy_j - tr.last_energy
-                    # counter reset (driver reload, device reset) or glitch: bridge by power
-                    if delta < 0.0 or delta > MAX_DEVICE_POWER_W * max(dt, 1.0):
-                        delta = 0.5 * (power + tr.last_power) * dt
-                else:
-                    delta = 0.5 * (power + tr.last_power) * dt
-                deltas[k] = max(0.0, delta)
-            tr.last_t = t
-            tr.last_energy = reading.energy_j
-            tr.last_power = power
-        self.ledger.record(
-            now,
-            deltas,
-            powers,
-            intensity,
-            utilization=self._utilization,
-            memory_used=self._mem_used,
-            memory_limit=self._mem_limit,
-            status=status,
-            errors=errors,
-            scope=scopes,
-        )
-        self.ticks += 1
+            if tr.stalled or tr.lost:
+                status[k] = DeviceStatus.STALLED if tr.stalled else DeviceStatus.LOST
+                continue
+            t = self._begin_read(epoch, k)
+            if t is None:
+                return False
+            failure: BaseException | None = None
+            try:
+                reading = check_reading(tr.sensor.read(tr.index))
+            except Exception as exc:
+                failure = exc
+            if not self._end_read(epoch, k):
+                return False  # abandoned while this read was stuck: touch nothing
+            if failure is not None:
+                status[k] = self._failed(tr, failure)
+                errors[k] = tr.errors
+                continue
+            readings.append((k, t, reading))
+        faults: list[str] = []
+        with self._book:  # commit only if still current: an abandoned tick changes nothing
+            if epoch != self._epoch:
+                return False
+            for k, t, reading in readings:
+                power = max(0.0, float(reading.power_w))
+                powers[k] = power
+                scopes[k] = reading.scope
+                self._utilization[k] = reading.utilization
+                self._mem_used[k] = reading.memory_used
+                self._mem_limit[k] = reading.memory_limit
+                deltas[k] = self._increment(k, t, reading, power, faults)
+            self.ledger.record(
+                now,
+                deltas,
+                powers,
+                intensity,
+                utilization=self._utilization,
+                memory_used=self._mem_used,
+                memory_limit=self._mem_limit,
+                status=status,
+                errors=errors,
+                scope=scopes,
+            )
+            self.ticks += 1
+        for fault in faults:
+            _LOG.warning("hf-eco2ai: %s", fault)
+        return True
+
+    def _failed(self, tr: DeviceTrack, exc: BaseException) -> str:
+        tr.errors += 1
+        self.read_errors += 1
+        name = tr.sensor.devices[tr.index].hw_id
+        if isinstance(exc, DeviceLostError):
+            tr.lost = True
+            _LOG.warning("hf-eco2ai: device %s lost, no longer measured: %s", name, exc)
+            return DeviceStatus.LOST
+        kind = type(exc).__name__
+        if kind not in tr.logged:
+            tr.logged.add(kind)
+            _LOG.warning("hf-eco2ai: reading %s failed (%s: %s); retrying", name, kind, exc)
+        return DeviceStatus.ERROR
+
+    def _increment(
+        self, k: int, t: int, reading: Reading, power: float, faults: list[str]
+    ) -> float:
+        """The energy (J) of device ``k`` since its previous reading; updates its state (no I/O:
+        runs under the bookkeeping lock; a counter fault's message is added to ``faults``)."""
+        tr = self._tracks[k]
+        info = tr.sensor.devices[tr.index]
+        if not tr.counter_fault and info.method is not self.ledger.devices[k].method:
+            self.ledger.set_device(k, info)  # the sensor changed method (e.g. NOT_SUPPORTED)
+        delta, faulted = tr.increment(t, reading, power, info, self.interval_s)
+        if faulted is not None:
+            self.ledger.set_device(k, faulted)
+            note = faulted.note
+            faults.append(f"device {info.hw_id}: {note[note.rfind('counter fault:') :]}")
+        return delta
 
     # ------------------------------------------------------------------ fork safety
     def _after_fork_in_child(self) -> None:
         self._inherited = True
         self._thread = None
+        self._watchdog = None
         self._tick_lock = threading.Lock()
+        self._book = threading.Lock()
         self.ledger.reset_lock()
 
 

@@ -9,6 +9,11 @@ Energy and emissions are the **job** scope (this process tree's share); ``host_*
 the **host** scope (what the hardware drew). :func:`shared_host_note` says, in one line, when
 other processes used a significant share of the host's CPU time during the window.
 
+Extrapolation is bounded: at most :func:`extrapolation_limit_s` past a snapshot (a few sampler
+intervals). When the sampler stalled (a wedged driver call, or it was stopped while the run went
+on), the time after that bound is not filled in: it is a gap, counted in ``gap_s``, and the
+window is ``approximate``; its energy there is not counted.
+
 Example:
     >>> from hf_eco2ai.ledger import empty_snapshot
     >>> w = measure_window(empty_snapshot([], 1.0), 0, empty_snapshot([], 1.0), 10**9)
@@ -18,14 +23,23 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hf_eco2ai.ledger import J_PER_KWH, Snapshot, combined_coverage
+from hf_eco2ai.ledger import J_PER_KWH, DeviceStatus, Snapshot, combined_coverage
 from hf_eco2ai.sensors.base import HwType
 from hf_eco2ai.sensors.process_share import SHARED_THRESHOLD
 
-__all__ = ["EnergyWindow", "device_energies", "measure_window", "scope_facts", "shared_host_note"]
+__all__ = [
+    "EnergyWindow",
+    "device_energies",
+    "extrapolation_limit_s",
+    "measure_window",
+    "scope_facts",
+    "shared_host_note",
+    "unmeasured_s",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +59,12 @@ class EnergyWindow:
     source: str
     methods: tuple[str, ...]
     approximate: bool
-    """True when no sampler tick fell inside the window (both ends extrapolated)."""
+    """True when no sampler tick fell inside the window (both ends extrapolated), when an end
+    lies further past its snapshot than extrapolation may reach (a gap), or when a device is
+    stalled (its energy after its last good reading is missing)."""
+    gap_s: float = 0.0
+    """Seconds at the window's end not covered by any reading (the sampler stalled or was
+    stopped): not extrapolated, not counted in the energy."""
     host_energy_j: float = 0.0
     """What the devices drew in the window (host scope, PUE applied)."""
     host_emissions_g: float = 0.0
@@ -78,21 +97,58 @@ class EnergyWindow:
         return ",".join(self.methods)
 
 
+EXTRAPOLATE_INTERVALS = 3.0
+EXTRAPOLATE_MIN_S = 2.0
+
+
+def extrapolation_limit_s(snap: Snapshot) -> float:
+    """How far past ``snap`` its power may be extrapolated: ``max(2 s, 3 x interval)``
+    (unbounded when the interval is unknown).
+
+    >>> from hf_eco2ai.ledger import empty_snapshot
+    >>> extrapolation_limit_s(empty_snapshot([], 1.0))
+    inf
+    """
+    if snap.interval_s <= 0:
+        return math.inf
+    return max(EXTRAPOLATE_MIN_S, EXTRAPOLATE_INTERVALS * snap.interval_s)
+
+
+def _reach_s(snap: Snapshot, t_ns: int) -> float:
+    if not snap.seq:
+        return 0.0
+    return min(max(0, t_ns - snap.t_ns) / 1e9, extrapolation_limit_s(snap))
+
+
+def unmeasured_s(snap: Snapshot, t_ns: int) -> float:
+    """Seconds before ``t_ns`` that ``snap`` cannot account for (beyond extrapolation).
+
+    >>> from hf_eco2ai.ledger import empty_snapshot
+    >>> unmeasured_s(empty_snapshot([], 1.0), 10**9)
+    0.0
+    """
+    if not snap.seq:
+        return 0.0
+    return max(0.0, max(0, t_ns - snap.t_ns) / 1e9 - extrapolation_limit_s(snap))
+
+
 def device_energies(snap: Snapshot, t_ns: int) -> list[float]:
-    """Raw energy (J, no PUE) of each device of ``snap`` extrapolated to ``t_ns``."""
-    dt = max(0, t_ns - snap.t_ns) / 1e9 if snap.seq else 0.0
+    """Raw energy (J, no PUE) of each device of ``snap`` extrapolated to ``t_ns`` (at most
+    :func:`extrapolation_limit_s` past the snapshot)."""
+    dt = _reach_s(snap, t_ns)
     return [d.energy_j + d.power_w * dt for d in snap.devices]
 
 
 def _emissions_at(snap: Snapshot, t_ns: int) -> list[float]:
-    dt = max(0, t_ns - snap.t_ns) / 1e9 if snap.seq else 0.0
+    dt = _reach_s(snap, t_ns)
     factor = snap.pue * snap.intensity.value / J_PER_KWH
     return [d.emissions_g + d.power_w * dt * factor for d in snap.devices]
 
 
 def _host_at(snap: Snapshot, t_ns: int) -> tuple[list[float], list[float]]:
-    """Host-scope (energy J, emissions g) of each device, extrapolated to ``t_ns``."""
-    dt = max(0, t_ns - snap.t_ns) / 1e9 if snap.seq else 0.0
+    """Host-scope (energy J, emissions g) of each device, extrapolated to ``t_ns`` (at most
+    :func:`extrapolation_limit_s` past the snapshot)."""
+    dt = _reach_s(snap, t_ns)
     factor = snap.pue * snap.intensity.value / J_PER_KWH
     energy = [d.host_energy_j + d.host_power_w * dt for d in snap.devices]
     emissions = [d.host_emissions_g + d.host_power_w * dt * factor for d in snap.devices]
@@ -165,8 +221,12 @@ def measure_window(start: Snapshot, start_t_ns: int, end: Snapshot, end_t_ns: in
             shared.append(dev.info.hw_id)
     kwh = energy / J_PER_KWH  # 0.0 for a subnormal energy: test kwh, not energy
     mean_intensity = emissions / kwh if kwh > 0 else end.intensity.value
+    duration_s = max(0, end_t_ns - start_t_ns) / 1e9
+    gap_s = min(duration_s, unmeasured_s(end, end_t_ns))
+    stale_start = unmeasured_s(start, start_t_ns) > 0.0
+    stalled = any(d.status == DeviceStatus.STALLED for d in end.devices)
     return EnergyWindow(
-        duration_s=max(0, end_t_ns - start_t_ns) / 1e9,
+        duration_s=duration_s,
         energy_j=energy,
         energy_low_j=low,
         energy_high_j=high,
@@ -177,7 +237,8 @@ def measure_window(start: Snapshot, start_t_ns: int, end: Snapshot, end_t_ns: in
         zone=end.intensity.zone,
         source=end.intensity.source,
         methods=end.methods,
-        approximate=end.seq == start.seq,
+        approximate=end.seq == start.seq or gap_s > 0.0 or stale_start or stalled,
+        gap_s=gap_s,
         host_energy_j=host_energy,
         host_emissions_g=host_emissions,
         host_energy_by_type=h_type,

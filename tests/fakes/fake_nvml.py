@@ -31,8 +31,12 @@ window, as on A100 and newer), ``utilization`` (percent, None: NOT_SUPPORTED), `
 ``FakeNVML`` knobs: ``init_error`` (an ``NVML_ERROR_*`` code ``nvmlInit`` raises, e.g.
 ``NVML_ERROR_LIBRARY_NOT_FOUND`` or ``NVML_ERROR_DRIVER_NOT_LOADED``), ``has_instant_field``
 (False: no ``NVML_FI_DEV_POWER_INSTANT`` attribute, like an old binding), ``strings_as_bytes``
-(names and UUIDs as ``bytes``, like old bindings). ``fake.calls`` counts calls per function name;
-``fake.reset_counter(gpu)`` restarts a GPU's energy counter at 0 (a driver reload).
+(names and UUIDs as ``bytes``, like old bindings), ``real_time`` (the clock also follows
+``time.monotonic()``, for a sampler on its own thread). ``fake.calls`` counts calls per function name;
+``fake.reset_counter(gpu)`` restarts a GPU's energy counter at 0 (a driver reload);
+``fake.freeze_counter(gpu)`` stops a GPU's energy counter while its power goes on (a faulty
+counter); ``release = fake.hang(gpu, functions)`` makes calls on a GPU block until
+``release.set()`` (a wedged driver call; ``fake.hung`` is set once a call is blocked).
 
 Contract kept (see ``test_fake_matches_real_pynvml`` in tests/unit/test_sensor_nvml.py): the
 function names and signatures used by hf-eco2ai, units (mW, mJ, bytes, percent), ``NVMLError``
@@ -51,6 +55,8 @@ import itertools
 import math
 import string
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -303,6 +309,13 @@ class FakeHandle:
 
 
 @dataclass
+class _Hang:
+    gpu: int
+    functions: frozenset[str] | None
+    release: threading.Event
+
+
+@dataclass
 class _Fault:
     gpu: int
     code: int
@@ -329,6 +342,7 @@ class FakeNVML:
         init_error: int | None = None,
         has_instant_field: bool = True,
         strings_as_bytes: bool = False,
+        real_time: bool = False,
     ) -> None:
         module = sys.modules[__name__]
         for name in dir(module):
@@ -339,19 +353,31 @@ class FakeNVML:
         if has_instant_field:
             self.NVML_FI_DEV_POWER_INSTANT = NVML_FI_DEV_POWER_INSTANT
         self.gpus = list(gpus)
-        self.now = 0.0
+        self._now = 0.0
+        self._real_t0 = time.monotonic() if real_time else None
         self.init_error = init_error
         self.strings_as_bytes = strings_as_bytes
         self.init_count = 0
         self.calls: Counter[str] = Counter()
         self._faults: list[_Fault] = []
+        self._hangs: list[_Hang] = []
+        self._frozen: dict[int, int] = {}
+        self.hung = threading.Event()
+        """Set when a call has blocked in a :meth:`hang`."""
 
     # ------------------------------------------------------------------ test controls
+    @property
+    def now(self) -> float:
+        """The fake clock (s): moved by :meth:`advance`, plus real time with ``real_time``."""
+        if self._real_t0 is None:
+            return self._now
+        return self._now + time.monotonic() - self._real_t0
+
     def advance(self, seconds: float) -> None:
         """Move the clock forward; every GPU's energy follows its power trace exactly."""
         if seconds < 0:
             raise ValueError("the fake clock only moves forward")
-        self.now += seconds
+        self._now += seconds
 
     def true_energy_j(self, gpu: int | str, t0: float = 0.0, t1: float | None = None) -> float:
         """Exact energy (J) of ``gpu`` (index or UUID) over [t0, t1] (default: [0, now])."""
@@ -378,6 +404,19 @@ class FakeNVML:
     def clear_faults(self) -> None:
         """Remove every injected fault."""
         self._faults.clear()
+
+    def hang(self, gpu: int | str, functions: Collection[str] | None = None) -> threading.Event:
+        """From now on, calls on ``gpu`` (limited to ``functions``) block until the returned
+        event is set: a driver call that never returns."""
+        release = threading.Event()
+        funcs = None if functions is None else frozenset(functions)
+        self._hangs.append(_Hang(self._index(gpu), funcs, release))
+        return release
+
+    def freeze_counter(self, gpu: int | str) -> None:
+        """The GPU's energy counter stops at its current value (power readings go on)."""
+        index = self._index(gpu)
+        self._frozen[index] = self.nvmlDeviceGetTotalEnergyConsumption(FakeHandle(index))
 
     def reset_counter(self, gpu: int | str) -> None:
         """The GPU's energy counter restarts from 0 now (a driver reload or GPU reset)."""
@@ -406,6 +445,11 @@ class FakeNVML:
         return self.gpus[handle.index], handle
 
     def _check_faults(self, fn: str, index: int) -> None:
+        for h in self._hangs:
+            wanted = h.gpu == index and (h.functions is None or fn in h.functions)
+            if wanted and not h.release.is_set():
+                self.hung.set()
+                h.release.wait()
         for f in self._faults:
             if f.gpu != index or not f.start <= self.now < f.end:
                 continue
@@ -477,6 +521,8 @@ class FakeNVML:
         g, h = self._device("nvmlDeviceGetTotalEnergyConsumption", handle)
         if h.mig_uuid or not g.energy_counter:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        if h.index in self._frozen:
+            return self._frozen[h.index]
         t = self.now
         if g.counter_period_s > 0:
             t = math.floor(t / g.counter_period_s + 1e-9) * g.counter_period_s

@@ -198,6 +198,41 @@ def test_nvml_counter_glitch_is_not_counted(glitch_mj: int) -> None:
     assert rig.energy(0) == pytest.approx(fake.true_energy_j(0), rel=0.02)
 
 
+def test_frozen_energy_counter_falls_back_to_power_and_is_flagged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """GPU 0's energy counter stops moving while it draws 250 W (its power reading says so) for
+    10 s. Would catch: the run undercounting silently (the counter's 0 J taken as truth, status
+    ``ok``, ``measured: true``), or the frozen stretch before detection left out."""
+    caplog.set_level(logging.WARNING, logger="hf_eco2ai")
+    rig = Rig()
+    rig.run(5.0)
+    rig.fake.freeze_counter(0)
+    rig.run(10.0)
+    assert rig.energy(0) == pytest.approx(rig.fake.true_energy_j(0), rel=0.01)
+    info = rig.state(0).info
+    assert info.method is Method.NVML_POWER
+    assert not info.measured
+    assert info.extra["counter_fault"] == "true"
+    assert "counter fault" in info.note
+    assert not rig.ledger.snapshot().measured
+    for gpu in (1, 2):  # the others keep their counters
+        assert rig.state(gpu).info.method is Method.NVML_ENERGY
+        assert rig.energy(gpu) == pytest.approx(rig.fake.true_energy_j(gpu), rel=1e-3)
+    assert sum("counter fault" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_counter_moving_slower_than_its_update_period_is_not_a_fault() -> None:
+    """A counter that only moves once a second, sampled every 0.5 s, stands still every other
+    read. Would catch: that normal behaviour flagged as a fault (a false alarm that would swap
+    every such GPU to power integration)."""
+    fake = FakeNVML([FakeGpu(uuid(0), power_w=250.0, counter_period_s=1.0)])
+    rig = Rig(fake)
+    rig.run(30.0)
+    assert rig.state(0).info.method is Method.NVML_ENERGY
+    assert rig.energy(0) == pytest.approx(fake.true_energy_j(0), rel=0.02)
+
+
 def _rapl_tree(root: Path, energy_uj: int, max_range: int | None) -> Path:
     zone = root / "intel-rapl:0"
     zone.mkdir(parents=True)
@@ -394,3 +429,149 @@ def test_wall_clock_jumps_do_not_distort_energy(
     assert run.attributes["hf_eco2ai.duration.seconds"] == pytest.approx(
         report["run"]["duration_s"], rel=0.05
     )
+
+
+# ---------------------------------------------------------------------------------- stuck reads
+def RealTimeNVML(gpus: list[FakeGpu]) -> FakeNVML:
+    """A fake NVML whose clock is real time (the sampler runs on its own thread here)."""
+    return FakeNVML(gpus, real_time=True)
+
+
+HANG_BOUND_S = 20.0
+"""How long stop()/exit may take with a wedged driver call before the test calls it a hang.
+Generous on purpose: the assertion is "did not hang", not a speed figure (the sampler's own
+bound is max(2 s, 2 x interval) per stuck thread)."""
+
+
+def _returns_in_time(call: Any) -> None:
+    """Run ``call`` on a daemon thread; fail (instead of hanging the suite) if it blocks."""
+    import threading
+
+    done = threading.Event()
+
+    def target() -> None:
+        call()
+        done.set()
+
+    threading.Thread(target=target, daemon=True).start()
+    assert done.wait(HANG_BOUND_S), f"{call} blocked on a stuck sensor read"
+
+
+def _sampler_threads() -> list[Any]:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("hf-eco2ai-sampler")]
+
+
+def test_stuck_gpu_read_never_hangs_stop_and_is_reported_stalled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """GPU 1's energy call blocks forever mid-run (a wedged driver). Would catch: ``stop()``
+    joining, then taking the final reading on the caller's thread, which waits forever on the
+    lock the stuck sampler thread holds (``uninstrument()`` and exit never return); the other
+    GPUs no longer measured; the stuck GPU reported ``ok``; energy recorded by the abandoned
+    thread when the call finally returns."""
+    caplog.set_level(logging.WARNING, logger="hf_eco2ai")
+    fake = RealTimeNVML([FakeGpu(uuid(0), power_w=200.0), FakeGpu(uuid(1), power_w=100.0)])
+    sensor = NvmlSensor.create(nvml=fake, environ={})
+    assert sensor is not None
+    ledger = Ledger(sensor.devices, pue=1.0, history_size=1000)
+    sampler = Sampler([sensor], ledger, interval_s=0.05, intensity=CI)
+    _returns_in_time(sampler.start)
+    time.sleep(0.2)
+    release = fake.hang(1, {"nvmlDeviceGetTotalEnergyConsumption"})
+    try:
+        assert fake.hung.wait(HANG_BOUND_S)
+        # the watchdog marks the GPU stalled and a fresh thread goes on reading GPU 0
+        deadline = time.monotonic() + HANG_BOUND_S
+        while ledger.snapshot().devices[1].status != DeviceStatus.STALLED:
+            assert time.monotonic() < deadline, "the stuck read was never marked stalled"
+            time.sleep(0.02)
+        stalled_energy = ledger.snapshot().devices[1].energy_j
+        seq = ledger.snapshot().seq
+        deadline = time.monotonic() + HANG_BOUND_S
+        while ledger.snapshot().seq < seq + 3:  # GPU 0 is still measured
+            assert time.monotonic() < deadline, "sampling did not resume without the stuck GPU"
+            time.sleep(0.02)
+        _returns_in_time(sampler.stop)
+        assert not sampler.running
+    finally:
+        release.set()
+    for thread in _sampler_threads():  # the abandoned thread returns from the call now
+        thread.join(HANG_BOUND_S)
+    snap = ledger.snapshot()
+    assert snap.devices[0].status == DeviceStatus.OK
+    assert snap.devices[1].status == DeviceStatus.STALLED
+    assert snap.devices[1].energy_j == stalled_energy  # nothing recorded by the stale thread
+    assert snap.devices[1].power_w == 0.0  # nothing extrapolated for it either
+    assert "stalled" in snap.devices[1].info.note
+    assert snap.devices[0].energy_j > 0.0
+    assert any("stalled" in r.getMessage() and uuid(1) in r.getMessage() for r in caplog.records)
+
+
+def test_read_stuck_at_stop_is_abandoned_within_the_bound() -> None:
+    """The final reading itself blocks (the driver wedges just as training ends). Would catch:
+    ``stop()`` waiting for it forever, or reading the stuck device again on the caller's
+    thread."""
+    fake = RealTimeNVML([FakeGpu(uuid(0), power_w=200.0), FakeGpu(uuid(1), power_w=100.0)])
+    sensor = NvmlSensor.create(nvml=fake, environ={})
+    assert sensor is not None
+    ledger = Ledger(sensor.devices, pue=1.0, history_size=1000)
+    sampler = Sampler([sensor], ledger, interval_s=30.0, intensity=CI)  # watchdog: every 30 s
+    _returns_in_time(sampler.start)
+    release = fake.hang(0, {"nvmlDeviceGetTotalEnergyConsumption"})
+    try:
+        _returns_in_time(lambda: sampler.stop(timeout=0.5))
+        assert fake.hung.is_set()
+    finally:
+        release.set()
+    snap = ledger.snapshot()
+    assert snap.devices[0].status == DeviceStatus.STALLED
+    assert snap.devices[1].status == DeviceStatus.OK  # its final reading, on a fresh thread
+    assert snap.seq == 2
+    for thread in _sampler_threads():
+        thread.join(HANG_BOUND_S)
+    assert ledger.snapshot().seq == 2
+
+
+SCRIPT = Path(__file__).parent / "scripts" / "stuck_sensor.py"
+
+
+@pytest.mark.parametrize(
+    ("mode", "wait_stalled"),
+    [("exit", False), ("exit", True), ("close", False)],
+    ids=["at-exit", "at-exit-after-watchdog", "close-then-exit"],
+)
+def test_process_with_a_wedged_gpu_call_exits(
+    tmp_path: Path, mode: str, wait_stalled: bool
+) -> None:
+    """A subprocess whose fake GPU driver call never returns, then exits (run left open: the
+    exit handlers end it; or ended and the monitor closed first). Would catch: the process
+    hanging forever after the user's code finished (an unattended batch job that never ends),
+    its exit status changed, or the report not saying what happened."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(SCRIPT), "--output-dir", str(tmp_path / "runs"), "--mode", mode]
+    if wait_stalled:
+        cmd.append("--wait-stalled")
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = f"{repo / 'src'}:{repo}"
+    try:
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_BOUND_S * 3
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the process hung on a wedged sensor call:\n{exc.stderr!r}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["HUNG", "DONE"]
+    reports = list((tmp_path / "runs").rglob("report.json"))
+    assert len(reports) == 1, proc.stderr[-3000:]
+    report = json.loads(reports[0].read_text())
+    assert report["run"]["status"] == ("error" if mode == "exit" else "ok")
+    gpu1 = report["devices"][1]
+    if wait_stalled:
+        assert gpu1["status"] == "stalled", gpu1
+        assert "stalled" in gpu1["note"]

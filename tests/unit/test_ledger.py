@@ -14,6 +14,8 @@ GPU = DeviceInfo("GPU-1", HwType.GPU, "Fake GPU", "NVIDIA", Method.NVML_ENERGY)
 CPU = DeviceInfo("cpu", HwType.CPU, "Fake CPU", "Acme", Method.TDP_MODEL)
 RAM = DeviceInfo("memory", HwType.MEMORY, "RAM", "", Method.RAM_MODEL)
 CI_100 = CarbonIntensity(100.0, "XX", "config")
+CI = CI_100
+S = 1_000_000_000
 
 
 def test_empty_snapshot_before_first_record() -> None:
@@ -193,3 +195,40 @@ def test_combined_coverage_is_a_union_bound() -> None:
     only_gpu.record(1, [10.0], [0.0], CI_100)
     assert only_gpu.snapshot().band_coverage is None  # a vendor figure states no coverage
     assert combined_coverage(ledger.snapshot().devices, [0.0, 0.0, 0.0]) is None
+
+
+def test_mark_stalled_republishes_without_a_tick_and_keeps_totals() -> None:
+    """Would catch: a stalled device left ``ok`` until a next reading that never comes, its last
+    power extrapolated on, or the republished snapshot counted as a new reading (seq)."""
+    gpu = DeviceInfo("GPU-1", HwType.GPU, "G", "NVIDIA", Method.NVML_ENERGY, note="counter")
+    cpu = DeviceInfo("cpu", HwType.CPU, "C", "Acme", Method.TDP_MODEL)
+    ledger = Ledger([gpu, cpu], pue=2.0, history_size=8)
+    ledger.interval_s = 0.5
+    ledger.record(S, [0.0, 0.0], [300.0, 20.0], CI)
+    ledger.record(2 * S, [300.0, 20.0], [300.0, 20.0], CI)
+    before = ledger.snapshot()
+    ledger.mark_stalled([0], "stalled: a read did not return")
+    after = ledger.snapshot()
+    assert (after.seq, after.t_ns, after.interval_s) == (before.seq, before.t_ns, 0.5)
+    assert after.energy_j == before.energy_j == pytest.approx(640.0)
+    assert after.devices[0].status == "stalled"
+    assert after.devices[0].power_w == 0.0
+    assert after.devices[1].power_w == 20.0
+    assert after.devices[0].info.note == "counter; stalled: a read did not return"
+    assert after.power_w == pytest.approx(40.0)
+    assert ledger.history().t_ns.size == 2  # no history row invented
+    ledger.mark_stalled([], "nothing")
+    assert ledger.snapshot() is after
+
+
+def test_set_device_changes_method_and_band_at_the_next_record() -> None:
+    gpu = DeviceInfo("GPU-1", HwType.GPU, "G", "NVIDIA", Method.NVML_ENERGY)
+    ledger = Ledger([gpu], pue=1.0, history_size=8)
+    ledger.record(S, [100.0], [100.0], CI)
+    ledger.set_device(0, DeviceInfo("GPU-1", HwType.GPU, "G", "NVIDIA", Method.NVML_POWER))
+    ledger.record(2 * S, [100.0], [100.0], CI)
+    snap = ledger.snapshot()
+    assert snap.devices[0].info.method is Method.NVML_POWER
+    assert snap.methods == ("nvml-power",)
+    assert not snap.measured
+    assert snap.energy_high_j == pytest.approx(200.0 * 1.10)  # the new method's ±10 %

@@ -4,14 +4,16 @@ import itertools
 import logging
 import math
 import os
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
 from hf_eco2ai.ledger import Ledger
 from hf_eco2ai.sampler import Sampler
-from hf_eco2ai.sensors.base import DeviceLostError, HwType
+from hf_eco2ai.sensors.base import DeviceLostError, HwType, Method, Reading
 from tests.fakes.synthetic import FakeClock, TraceSensor, integrate
 
 CI = StaticIntensity(CarbonIntensity(200.0, "XX", "config"))
@@ -228,10 +230,11 @@ def test_thread_start_stop_idempotent_and_final_tick() -> None:
     sampler.stop()
 
 
-def test_final_reading_at_stop_is_taken_on_the_sampler_thread() -> None:
-    """Would catch: the final reading's sensor calls (files, NVML) made on the caller's thread
-    at stop, where each one that releases the GIL waits for whatever thread holds it then
-    (the power.png thread at the end of a run); or the final reading skipped."""
+def test_every_reading_is_taken_on_the_sampler_thread() -> None:
+    """Would catch: the first or final reading's sensor calls (files, NVML) made on the caller's
+    thread at start/stop, where a wedged driver call blocks the training thread forever and each
+    call that releases the GIL waits for whatever thread holds it then (the power.png thread at
+    the end of a run); or the first/final reading skipped."""
     import threading
 
     readers: list[str] = []
@@ -245,10 +248,11 @@ def test_final_reading_at_stop_is_taken_on_the_sampler_thread() -> None:
     sampler = Sampler(
         [sensor], Ledger(sensor.devices, pue=1.0, history_size=100), interval_s=30.0, intensity=CI
     )
-    sampler.start()  # first reading inline (the run's start needs it), then the thread
-    assert readers == [threading.current_thread().name]
+    sampler.start()  # returns once the thread took the first reading (the run's start needs it)
+    assert readers == ["hf-eco2ai-sampler"]
+    assert sampler.ledger.snapshot().seq == 1
     sampler.stop()
-    assert readers[-1] == "hf-eco2ai-sampler"
+    assert readers == ["hf-eco2ai-sampler"] * 2
     assert sampler.ticks == 2
     assert not sampler.running
 
@@ -315,3 +319,115 @@ def test_drift_free_schedule_skips_after_a_slow_tick() -> None:
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert not any(g < 0.02 for g in gaps[2:-1]), gaps  # no burst of catch-up ticks
     assert math.isfinite(sum(gaps))
+
+
+class MeanPowerSensor(TraceSensor):
+    """Like the TDP model: each read returns the mean power since the previous read."""
+
+    def __init__(self, clock: FakeClock, power: Callable[[float], float]) -> None:
+        super().__init__(clock, power, counter=False, hw_type=HwType.CPU, hw_id="cpu")
+        self._since = clock() / 1e9
+
+    def read(self, index: int) -> Reading:
+        now = self.clock() / 1e9
+        if now <= self._since:
+            return Reading(power_w=self.power(now))
+        mean = integrate(self.power, self._since, now, 2000) / (now - self._since)
+        self._since = now
+        return Reading(power_w=mean)
+
+
+def test_interval_mean_power_is_attributed_to_its_own_interval() -> None:
+    """The TDP model's reading is the mean over the interval just ended. Would catch: the
+    trapezoid rule, which spreads each mean over this interval and the next, so after a load
+    step energy lands half an interval late (a window ending at the step+1 s reads low)."""
+    clock = FakeClock()
+
+    def step(t: float) -> float:
+        return 20.0 if t < 6.5 else 100.0  # t in s of the fake clock (starts at 1 s)
+
+    sensor = MeanPowerSensor(clock, step)
+    assert sensor.devices[0].method is Method.TDP_MODEL
+    sampler = make([sensor], clock)
+    sampler.tick()
+    energies = {}
+    for k in range(1, 11):
+        clock.advance(1.0)
+        sampler.tick()
+        energies[k] = sampler.ledger.snapshot().energy_j
+    for k in (5, 6, 7, 10):  # windows from the start to each tick, across the step
+        assert energies[k] == pytest.approx(integrate(step, 1.0, 1.0 + k), abs=0.05), k
+
+
+def test_counter_running_backwards_twice_is_flagged() -> None:
+    """Would catch: a counter that keeps stepping back bridged silently every time and still
+    labelled a hardware measurement."""
+    clock = FakeClock()
+    sensor = TraceSensor(clock, lambda t: 100.0)
+    sampler = make([sensor], clock)
+    run(sampler, clock, 3.0, 1.0)
+    for _ in range(2):
+        sensor._energy -= 250.0  # a step back (the interval added 100 J)
+        clock.advance(1.0)
+        sampler.tick()
+    run(sampler, clock, 3.0, 1.0)
+    info = sampler.ledger.snapshot().devices[0].info
+    assert info.method is Method.NVML_POWER
+    assert info.extra["counter_fault"] == "true"
+    assert sampler.ledger.snapshot().energy_j == pytest.approx(800.0, rel=1e-3)
+
+
+def test_one_counter_restart_is_bridged_not_flagged() -> None:
+    """A single restart (driver reload) is bridged by power. Would catch: it flagged as a
+    counter fault (the GPU losing its hardware counter for the rest of the run)."""
+    clock = FakeClock()
+    sensor = TraceSensor(clock, lambda t: 100.0)
+    sampler = make([sensor], clock)
+    run(sampler, clock, 3.0, 1.0)
+    sensor._energy = 0.0
+    run(sampler, clock, 3.0, 1.0)
+    assert sampler.ledger.snapshot().devices[0].info.method is Method.NVML_ENERGY
+
+
+class Blocking(TraceSensor):
+    """A device whose read blocks on ``block`` (when set) until the test releases it."""
+
+    def __init__(self, clock: FakeClock, power: Callable[[float], float]) -> None:
+        super().__init__(clock, power, hw_id="stuck")
+        self.block: threading.Event | None = None
+        self.entered = threading.Event()
+
+    def read(self, index: int) -> Reading:
+        if self.block is not None:
+            self.entered.set()
+            self.block.wait()
+        return super().read(index)
+
+
+def test_a_read_stuck_mid_tick_costs_the_other_devices_no_energy() -> None:
+    """Device 0 is read, then device 1's read blocks; the watchdog abandons the tick. Would
+    catch: device 0's state advanced by the abandoned tick (its interval never recorded: energy
+    lost), or anything recorded when the stuck read finally returns."""
+    clock = FakeClock()
+    good = TraceSensor(clock, lambda t: 100.0, hw_id="good")
+    stuck = Blocking(clock, lambda t: 50.0)
+    sampler = make([good, stuck], clock)
+    run(sampler, clock, 1.0, 1.0)
+    clock.advance(1.0)
+    stuck.block = threading.Event()
+    worker = threading.Thread(target=sampler.tick, daemon=True)
+    worker.start()
+    assert stuck.entered.wait(10)
+    assert sampler.check_stalled() == []  # not overdue yet (fake clock: 0 s in flight)
+    clock.advance(5.0)
+    assert sampler.check_stalled() == ["stuck"]
+    sampler.tick()  # a fresh tick, without the stalled device
+    snap = sampler.ledger.snapshot()
+    assert snap.devices[0].energy_j == pytest.approx(100.0 * 7)  # t = 1 s .. 8 s, nothing lost
+    assert snap.devices[1].status == "stalled"
+    seq = snap.seq
+    stuck.block.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert sampler.ledger.snapshot().seq == seq  # the abandoned tick recorded nothing
+    assert sampler.ledger.snapshot().devices[0].energy_j == pytest.approx(700.0)

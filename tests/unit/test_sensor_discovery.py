@@ -16,6 +16,7 @@ from hf_eco2ai.sensors.nvml import NvmlSensor
 from hf_eco2ai.sensors.process_share import JobScopedSensor
 from hf_eco2ai.sensors.ram_model import RamModelSensor
 from hf_eco2ai.sensors.rapl import RaplSensor
+from tests.fakes import fake_nvml
 from tests.fakes.fake_amdsmi import FakeAmdSmi
 from tests.fakes.fake_nvml import FakeGpu, FakeNVML
 
@@ -63,6 +64,7 @@ def run(config: CarbonConfig, tmp_path: pathlib.Path, **kw: object) -> Discovery
         "environ": {},
         "cgroup_root": str(tmp_path / "no-cgroup"),
         "proc_cgroup": str(tmp_path / "no-self-cgroup"),
+        "nvidia_probe": lambda: None,
     }
     args.update(kw)
     return discover_sensors(config, **args)  # type: ignore[arg-type]
@@ -264,3 +266,54 @@ def test_defaults_on_this_machine_never_raise() -> None:
                 assert (r.energy_j is None) != d.method.measured
     finally:
         found.close()
+
+
+@pytest.mark.parametrize(
+    "nvml",
+    [
+        FakeNVML(init_error=fake_nvml.NVML_ERROR_LIBRARY_NOT_FOUND),
+        FakeNVML(init_error=fake_nvml.NVML_ERROR_DRIVER_NOT_LOADED),
+    ],
+    ids=["library-missing", "driver-not-loaded"],
+)
+def test_nvml_unusable_with_nvidia_devices_present_is_a_warning_and_a_note(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, nvml: FakeNVML
+) -> None:
+    """Would catch: a machine with NVIDIA GPUs whose NVML is missing reporting CPU + RAM only,
+    with nothing above INFO saying the GPUs (usually most of the energy) were not measured."""
+    with caplog.at_level(logging.INFO, logger="hf_eco2ai"):
+        found = run(CarbonConfig(), tmp_path, nvml=nvml, nvidia_probe=lambda: "/dev/nvidia0")
+    assert {d.hw_type for s in found.sensors for d in s.devices} == {HwType.CPU, HwType.MEMORY}
+    missing = [n for n in found.notes if n.startswith("GPU: NOT MEASURED")]
+    assert len(missing) == 1, found.notes
+    assert "/dev/nvidia0" in missing[0]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("NOT MEASURED" in r.getMessage() and "GPU" in r.getMessage() for r in warnings)
+
+
+def test_nvml_unusable_without_nvidia_devices_stays_quiet(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Would catch: every CPU-only machine warned about GPUs it does not have."""
+    nvml = FakeNVML(init_error=fake_nvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+    with caplog.at_level(logging.WARNING, logger="hf_eco2ai"):
+        found = run(CarbonConfig(), tmp_path, nvml=nvml, nvidia_probe=lambda: None)
+    assert not any("NOT MEASURED" in n for n in found.notes)
+    assert not [r for r in caplog.records if "NVML" in r.getMessage()]
+
+
+def test_nvidia_hardware_probe_reads_dev_and_path(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n")
+    smi.chmod(0o755)
+    monkeypatch.setattr(discovery_mod.glob, "glob", lambda pattern: [])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert discovery_mod.nvidia_hardware() == f"{smi} on PATH"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert discovery_mod.nvidia_hardware() is None
+    monkeypatch.setattr(
+        discovery_mod.glob, "glob", lambda pattern: ["/dev/nvidiactl", "/dev/nvidia0"]
+    )
+    assert discovery_mod.nvidia_hardware() == "/dev/nvidia0"

@@ -687,3 +687,25 @@ def test_real_gpu_reads_energy_and_power() -> None:
             print(info.hw_id, info.name, info.method.value, info.note, r)
     finally:
         sensor.close()
+
+
+def test_close_skips_nvml_shutdown_under_a_read_stuck_in_the_driver() -> None:
+    """Would catch: ``close()`` (``uninstrument()``) calling ``nvmlShutdown`` while another
+    thread's NVML call never returned: with a wedged driver, the shutdown can block as well."""
+    import threading
+
+    fake = FakeNVML([FakeGpu("GPU-00000000-1111-2222-3333-444444444444")])
+    sensor = NvmlSensor.create(nvml=fake, environ={})
+    assert sensor is not None
+    release = fake.hang(0, {"nvmlDeviceGetTotalEnergyConsumption"})
+    reader = threading.Thread(target=lambda: sensor.read(0), daemon=True)
+    reader.start()
+    assert fake.hung.wait(10)
+    sensor.close()
+    assert fake.calls["nvmlShutdown"] == 0
+    release.set()
+    reader.join(10)
+    healthy = NvmlSensor.create(nvml=FakeNVML([FakeGpu("GPU-1")]), environ={})
+    assert healthy is not None
+    healthy.close()
+    assert healthy._nvml.calls["nvmlShutdown"] == 1

@@ -374,3 +374,85 @@ def test_garbage_counter_at_creation_gives_reason(tmp_path: pathlib.Path) -> Non
     sensor, reason = RaplSensor.try_create(str(root))
     assert sensor is None
     assert reason.startswith("RAPL: unexpected content in")
+
+
+SMALL = 4_000_000_000  # a 4 kJ range: wraps every 27 s at 150 W
+
+
+def test_wrap_over_a_long_interval_is_counted_not_dropped(tmp_path: pathlib.Path) -> None:
+    """15 s at 150 W (2,250 J) on a counter with a 4 kJ range: the counter drops by 1,750 J,
+    less than half the range. Would catch: "a drop of less than half the range is a glitch",
+    which dropped that interval (the run undercounting by 57-95 % silently)."""
+    root = tmp_path / "powercap"
+    pkg = zone(root, "intel-rapl:0", "package-0", SMALL - 1_000_000_000, max_range=SMALL)
+    clock = Clock()
+    sensor = RaplSensor.create(str(root), clock=clock)
+    assert sensor is not None
+    assert sensor.max_power_w == (rapl_mod.DEFAULT_MAX_POWER_W,)
+    set_energy(pkg, (SMALL - 1_000_000_000 + 2_250_000_000) % SMALL)
+    clock.t += 15.0
+    assert sensor.read(0).energy_j == pytest.approx(2250.0)
+
+
+def test_step_back_too_large_for_the_elapsed_time_is_a_glitch(tmp_path: pathlib.Path) -> None:
+    """A drop of 1 µJ after 1 s would mean 262 kJ in 1 s if read as a wrap. Would catch: that
+    counted, or the glitch value kept as the new baseline (the next good read then short)."""
+    root = tmp_path / "powercap"
+    pkg = zone(root, "intel-rapl:0", "package-0", 50_000_000)
+    clock = Clock()
+    sensor = RaplSensor.create(str(root), clock=clock)
+    assert sensor is not None
+    set_energy(pkg, 49_999_999)
+    clock.t += 1.0
+    assert sensor.read(0).energy_j == 0.0
+    set_energy(pkg, 150_000_000)  # the counter goes on: 100 J since the last good value
+    clock.t += 1.0
+    assert sensor.read(0).energy_j == pytest.approx(100.0)
+
+
+def test_max_power_from_constraints_bounds_wraps_and_the_interval(tmp_path: pathlib.Path) -> None:
+    """Would catch: the package's own power constraints ignored (a 65 W desktop part judged by
+    a 500 W server bound), or no bound offered to the sampler."""
+    root = tmp_path / "powercap"
+    pkg = zone(root, "intel-rapl:0", "package-0", 1_000_000, max_range=SMALL)
+    (pkg / "constraint_0_max_power_uw").write_text("100000000\n")  # 100 W long term
+    (pkg / "constraint_1_max_power_uw").write_text("150000000\n")  # 150 W short term
+    (pkg / "constraint_2_max_power_uw").write_text("garbage\n")
+    clock = Clock()
+    sensor = RaplSensor.create(str(root), clock=clock)
+    assert sensor is not None
+    assert sensor.max_power_w == (pytest.approx(225.0),)  # 1.5 x 150 W
+    assert sensor.max_interval_s == pytest.approx(4000.0 / 225.0 / 2)
+    assert "225 W" in sensor.devices[0].note
+    set_energy(pkg, 0)  # 1 J back after 10 s: as a wrap 3,999 J > 225 W x 10 s (< 500 W x 10 s)
+    clock.t += 10.0
+    assert sensor.read(0).energy_j == 0.0
+
+
+def test_sampler_clamps_an_interval_too_long_to_unwrap(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Would catch: a sample interval over which the counter can wrap more than once (or wrap
+    and pass its old value) accepted silently."""
+    import logging
+
+    from hf_eco2ai._logging import reset_once
+    from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
+    from hf_eco2ai.ledger import Ledger
+    from hf_eco2ai.sampler import Sampler
+
+    reset_once()
+    root = tmp_path / "powercap"
+    zone(root, "intel-rapl:0", "package-0", 0, max_range=SMALL)  # 4 kJ at 500 W: 8 s period
+    sensor = RaplSensor.create(str(root))
+    assert sensor is not None
+    ci = StaticIntensity(CarbonIntensity(1.0, "XX", "t"))
+    with caplog.at_level(logging.WARNING, logger="hf_eco2ai.sampler"):
+        for interval in (15.0, 15.0, 2.0):
+            ledger = Ledger(sensor.devices, pue=1.0, history_size=4)
+            sampler = Sampler([sensor], ledger, interval_s=interval, intensity=ci)
+            assert sampler.interval_s == pytest.approx(min(interval, 4.0))
+            assert ledger.interval_s == sampler.interval_s
+    warnings = [r for r in caplog.records if "sample_interval" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "RaplSensor" in warnings[0].getMessage()

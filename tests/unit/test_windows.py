@@ -7,7 +7,7 @@ from hf_eco2ai.ledger import Ledger, empty_snapshot
 from hf_eco2ai.sensors.bands import TDP_TABLE_BAND
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
 from hf_eco2ai.sensors.process_share import JobScope
-from hf_eco2ai.windows import measure_window, shared_host_note
+from hf_eco2ai.windows import extrapolation_limit_s, measure_window, shared_host_note, unmeasured_s
 
 GPU = DeviceInfo("GPU-1", HwType.GPU, "Fake GPU", "NVIDIA", Method.NVML_ENERGY)
 CPU = DeviceInfo("cpu", HwType.CPU, "Fake CPU", "Acme", Method.TDP_MODEL)
@@ -141,3 +141,65 @@ def test_shared_gpu_is_named_in_the_note() -> None:
     assert shared_host_note(w) == (
         "host was shared: other processes used GPU-1; job energy is this run's share"
     )
+
+
+def stalled_ledger(interval_s: float = 0.5) -> Ledger:
+    """Ticks every ``interval_s`` up to t = 2 s, then nothing (the sampler stalled)."""
+    ledger = Ledger([GPU], pue=1.0, history_size=100)
+    ledger.interval_s = interval_s
+    for k in range(5):
+        ledger.record(int(k * interval_s * S), [100.0 * interval_s if k else 0.0], [100.0], CI)
+    return ledger
+
+
+def test_a_stalled_sampler_is_a_counted_gap_not_an_extrapolation() -> None:
+    """The last tick is at 2 s; the window ends at 10 s. Would catch: the 8 s without a reading
+    filled in with the last power (800 J made up) and reported ``approximate: false``."""
+    ledger = stalled_ledger()
+    w = measure_window(ledger.snapshot(), 2 * S, ledger.snapshot(), 10 * S)  # no tick inside
+    assert extrapolation_limit_s(ledger.snapshot()) == 2.0  # max(2 s, 3 x 0.5 s)
+    assert w.gap_s == pytest.approx(6.0)  # 10 - (2 + 2)
+    assert w.approximate is True
+    assert w.energy_j == pytest.approx(200.0)  # 2 s extrapolated at 100 W, the rest not invented
+    run = measure_window(empty_snapshot([GPU], 1.0), 0, ledger.snapshot(), 10 * S)
+    assert run.gap_s == pytest.approx(6.0)
+    assert run.approximate is True
+    assert run.energy_j == pytest.approx(400.0)  # 2 s measured + 2 s extrapolated
+
+
+def test_a_window_ending_within_a_few_intervals_of_a_tick_has_no_gap() -> None:
+    """Would catch: an ordinary window end (up to one interval after the last tick, or a tick
+    delayed by a busy machine) reported as a gap."""
+    ledger = stalled_ledger()
+    start = stalled_ledger().snapshot()
+    w = measure_window(start, 2 * S, ledger.snapshot(), int(3.9 * S))
+    assert w.gap_s == 0.0
+    assert w.energy_j == pytest.approx(190.0)
+    assert unmeasured_s(ledger.snapshot(), int(3.9 * S)) == 0.0
+    assert unmeasured_s(ledger.snapshot(), 5 * S) == pytest.approx(1.0)
+
+
+def test_window_with_ticks_inside_and_a_fresh_end_has_no_gap() -> None:
+    ledger = Ledger([GPU], pue=1.0, history_size=100)
+    ledger.interval_s = 1.0
+    ledger.record(0, [0.0], [100.0], CI)
+    start = ledger.snapshot()
+    for k in range(1, 5):
+        ledger.record(k * S, [100.0], [100.0], CI)
+    w = measure_window(start, 0, ledger.snapshot(), int(4.5 * S))
+    assert (w.gap_s, w.approximate) == (0.0, False)
+
+
+def test_a_window_with_a_stalled_device_is_approximate() -> None:
+    """Would catch: a window missing a stalled GPU's energy (the others still ticking, so no gap)
+    reported as exact."""
+    ledger = Ledger([GPU, CPU], pue=1.0, history_size=100)
+    ledger.interval_s = 1.0
+    ledger.record(0, [0.0, 0.0], [100.0, 10.0], CI)
+    start = ledger.snapshot()
+    ledger.record(1 * S, [100.0, 10.0], [100.0, 10.0], CI)
+    ledger.mark_stalled([0], "stalled: test")
+    ledger.record(2 * S, [0.0, 10.0], [0.0, 10.0], CI, status=["stalled", "ok"])
+    w = measure_window(start, 0, ledger.snapshot(), 2 * S)
+    assert (w.gap_s, w.approximate) == (0.0, True)
+    assert w.energy_j == pytest.approx(120.0)

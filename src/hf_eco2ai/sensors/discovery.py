@@ -15,6 +15,10 @@ Policy:
   :class:`~hf_eco2ai.sensors.process_share.JobScopedSensor`, so each reading carries this job's
   share; the TDP model computes its own; all share one cached
   :class:`~hf_eco2ai.sensors.process_share.ProcessTree`.
+* NVML unusable (library missing, ``nvmlInit`` failing) on a machine that has NVIDIA devices
+  (``/dev/nvidia<N>`` or ``nvidia-smi`` on ``PATH``, see :func:`nvidia_hardware`) is a WARNING
+  and a ``GPU: NOT MEASURED`` note, since the GPUs draw power nobody counts; on a machine
+  without them it is an INFO line.
 
 Example:
     >>> from hf_eco2ai.config import CarbonConfig
@@ -26,8 +30,10 @@ Example:
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,7 +47,7 @@ from hf_eco2ai.sensors.process_share import JobScopedSensor, ProcessTree
 from hf_eco2ai.sensors.ram_model import RamModelSensor
 from hf_eco2ai.sensors.rapl import DEFAULT_ROOT, RaplSensor
 
-__all__ = ["Discovery", "discover_sensors"]
+__all__ = ["Discovery", "discover_sensors", "nvidia_hardware"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +85,41 @@ def _contained(label: str, notes: list[str], build: Callable[[], T]) -> T | None
         return None
 
 
+def nvidia_hardware() -> str | None:
+    """Evidence of NVIDIA GPUs on this machine without NVML (``/dev/nvidia0``, ``nvidia-smi``),
+    or None. Reads only the device directory and ``PATH``.
+
+    >>> nvidia_hardware() is None or "nvidia" in nvidia_hardware()
+    True
+    """
+    nodes = sorted(p for p in glob.glob("/dev/nvidia*") if p[len("/dev/nvidia") :].isdigit())
+    if nodes:
+        return ", ".join(nodes[:4]) + (" ..." if len(nodes) > 4 else "")
+    smi = shutil.which("nvidia-smi")
+    return f"{smi} on PATH" if smi else None
+
+
+_NVML_UNUSABLE = ("not importable", "nvmlInit failed", "GPU discovery failed")
+
+
+def _gpu_not_measured(note: str, probe: Callable[[], str | None]) -> str | None:
+    """The WARNING note when NVML is unusable although NVIDIA devices are present."""
+    if not any(marker in note for marker in _NVML_UNUSABLE):
+        return None
+    try:
+        evidence = probe()
+    except Exception as exc:  # a probe must never stop discovery
+        logger.debug("NVIDIA device probe failed: %s", exc)
+        return None
+    if not evidence:
+        return None
+    return (
+        f"GPU: NOT MEASURED: NVIDIA device(s) present ({evidence}) but NVML is unusable"
+        f" ({note.removeprefix('NVML: ')}); the GPUs' energy is missing from every total"
+        " (install nvidia-ml-py / fix the driver, or set track_gpu=false to silence this)"
+    )
+
+
 def _local_world_size(env: Mapping[str, str]) -> int | None:
     raw = env.get("LOCAL_WORLD_SIZE")
     try:
@@ -98,11 +139,13 @@ def discover_sensors(
     cpuinfo_path: str = "/proc/cpuinfo",
     cgroup_root: str = "/sys/fs/cgroup",
     proc_cgroup: str = "/proc/self/cgroup",
+    nvidia_probe: Callable[[], str | None] = nvidia_hardware,
 ) -> Discovery:
     """Build the sensors ``config`` asks for on this host; never raises for a missing device.
 
-    ``nvml`` (a pynvml-like module), ``amdsmi`` (an amdsmi-like module), ``environ``, ``rapl_root``, ``cpuinfo_path``,
-    ``cgroup_root`` and ``proc_cgroup`` are injectable for tests.
+    ``nvml`` (a pynvml-like module), ``amdsmi`` (an amdsmi-like module), ``environ``,
+    ``rapl_root``, ``cpuinfo_path``, ``cgroup_root``, ``proc_cgroup`` and ``nvidia_probe``
+    (evidence of NVIDIA devices without NVML) are injectable for tests.
     """
     env = os.environ if environ is None else environ
     sensors: list[Sensor] = []
@@ -126,6 +169,11 @@ def discover_sensors(
             notes.append(f"GPU: {note}")
             if gpu is not None:
                 sensors.append(JobScopedSensor(gpu, tree))
+            else:
+                missing = _gpu_not_measured(note, nvidia_probe)
+                if missing is not None:
+                    logger.warning("hf-eco2ai: %s", missing)
+                    notes.append(missing)
     else:
         notes.append("GPU: not tracked (track_gpu=false)")
 

@@ -147,6 +147,8 @@ class NvmlSensor:
         self._devices = list(devices)
         self._clock = clock
         self._closed = False
+        self._reading = 0
+        """Reads in progress (a read stuck in the driver stays counted)."""
         self._lost_codes = {
             _code(nvml, "NVML_ERROR_GPU_IS_LOST", _GPU_IS_LOST),
             _code(nvml, "NVML_ERROR_RESET_REQUIRED", _RESET_REQUIRED),
@@ -272,6 +274,13 @@ class NvmlSensor:
         """Read GPU ``index``: cumulative energy (J) or None, power (W), utilization, memory."""
         if self._closed:
             raise SensorError("NVML sensor is closed")
+        self._reading += 1
+        try:
+            return self._read(index)
+        finally:
+            self._reading -= 1
+
+    def _read(self, index: int) -> Reading:
         gpu = self._gpus[index]
         nvml = self._nvml
         try:
@@ -310,10 +319,16 @@ class NvmlSensor:
         return self._nvml, self._gpus[index].handle
 
     def close(self) -> None:
-        """Call ``nvmlShutdown`` once (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            _shutdown(self._nvml)
+        """Call ``nvmlShutdown`` once (idempotent) — unless a read is still in the driver (a
+        stalled device): shutting NVML down under a call that never returned could block too,
+        so the library is left loaded for the process's exit to release."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reading:
+            logger.warning("NVML: a read is still blocked in the driver; nvmlShutdown skipped")
+            return
+        _shutdown(self._nvml)
 
     # ------------------------------------------------------------------ reads
     def _is_lost(self, exc: BaseException) -> bool:

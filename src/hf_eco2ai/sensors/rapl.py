@@ -15,8 +15,13 @@ every ``dram`` as a MEMORY device. AMD CPUs appear either under the same ``intel
 (kernel ≥ 5.8/5.11, packages only) or as ``amd-rapl:N``; both are read the same way.
 
 ``energy_uj`` is a µJ counter that wraps at ``max_energy_range_uj``; each read unwraps it into an
-internal monotonic total (one wrap between two reads is detected; at 1 s sampling a wrap takes
-minutes even at 1 kW). Power is derived from the last two reads.
+internal monotonic total. A step back is a wrap only when the energy it implies (up to the range
+and on to the new value) fits the time since the last read at the domain's plausible maximum
+power (:attr:`RaplSensor.max_power_w`: 1.5 x its largest ``constraint_N_max_power_uw``, else
+:data:`DEFAULT_MAX_POWER_W`); any other step back is a glitch and is not counted. One wrap between
+two reads is all that can be told apart, so :attr:`RaplSensor.max_interval_s` (half the wrap
+period at maximum power) bounds the sample interval: the sampler clamps a longer one, with a
+warning. Power is derived from the last two reads.
 
 Since Linux 5.10 (CVE-2020-8694) ``energy_uj`` is readable by root only: then :meth:`try_create`
 returns ``None`` and a reason such as
@@ -43,11 +48,17 @@ from dataclasses import dataclass
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading, SensorError
 from hf_eco2ai.sensors.cpu_model import read_cpu_model, read_cpu_vendor
 
-__all__ = ["DEFAULT_ROOT", "RaplSensor"]
+__all__ = ["DEFAULT_MAX_POWER_W", "DEFAULT_ROOT", "RaplSensor"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "/sys/class/powercap"
+
+DEFAULT_MAX_POWER_W = 500.0
+"""Plausible maximum power of one RAPL domain when its constraints are unreadable (generous:
+the largest server packages are rated around 400 W)."""
+MAX_POWER_HEADROOM = 1.5
+"""Short-term turbo (PL2) runs above the long-term limit: the readable maxima are scaled by this."""
 
 _TOP = re.compile(r"^(intel-rapl|amd-rapl):(\d+)$")
 _SUB = re.compile(r"^(intel-rapl|amd-rapl):(\d+):(\d+)$")
@@ -67,7 +78,9 @@ class _Domain:
     path: str  # zone directory
     socket: int
     max_range_uj: int | None
+    max_power_w: float = DEFAULT_MAX_POWER_W
     last_raw: int = 0
+    raw_t: float = 0.0
     total_uj: int = 0
     last_t: float = 0.0
     last_energy_j: float = 0.0
@@ -156,7 +169,8 @@ class RaplSensor:
                 failure = failure or why
                 skipped.append(why)
                 continue
-            dom.last_t = now
+            dom.last_t = dom.raw_t = now
+            dom.max_power_w = _max_power(read, dom.path)
             domains.append(dom)
         if not domains:
             return None, failure + _suffix(skipped[1:])
@@ -175,6 +189,18 @@ class RaplSensor:
         """Packages (``hw_type`` CPU, ``package-N``) then DRAM (MEMORY, ``dram-N``)."""
         return self._devices
 
+    @property
+    def max_power_w(self) -> tuple[float, ...]:
+        """Plausible maximum power (W) of each device, used to tell a wrap from a glitch."""
+        return tuple(d.max_power_w for d in self._domains)
+
+    @property
+    def max_interval_s(self) -> float | None:
+        """The longest sample interval over which a wrap can still be told apart: half the
+        shortest wrap period at maximum power (None without a known range)."""
+        periods = [d.max_range_uj / 1e6 / d.max_power_w for d in self._domains if d.max_range_uj]
+        return min(periods) / 2.0 if periods else None
+
     def kinds(self) -> frozenset[str]:
         """The domain kinds read (``"package"``, ``"dram"``)."""
         return frozenset(d.kind for d in self._domains)
@@ -190,16 +216,18 @@ class RaplSensor:
         now = self._clock()
         delta = raw - dom.last_raw
         if delta < 0:
-            # wrapped at max_energy_range_uj (a drop of more than half the range), or, without
-            # it, restarted (dropped to below the size of the drop); any other step back is a
-            # glitch: keep the last value rather than count a whole range or history again
-            if dom.max_range_uj and -delta > dom.max_range_uj // 2:
+            # wrapped at max_energy_range_uj (the energy up to the range and on to the new value
+            # fits the elapsed time at maximum power), or, without it, restarted (dropped to
+            # below the size of the drop); any other step back is a glitch: keep the last value
+            # rather than count a whole range or history again
+            plausible_uj = dom.max_power_w * max(now - dom.raw_t, 0.0) * 1e6
+            if dom.max_range_uj and 0 <= delta + dom.max_range_uj <= plausible_uj:
                 delta += dom.max_range_uj
             elif not dom.max_range_uj and raw < -delta:
                 delta += dom.last_raw
             else:
                 return Reading(power_w=dom.power_w, energy_j=dom.total_uj / 1e6)
-        dom.last_raw = raw
+        dom.last_raw, dom.raw_t = raw, now
         dom.total_uj += delta
         energy_j = dom.total_uj / 1e6
         dt = now - dom.last_t
@@ -256,6 +284,19 @@ def _max_range(read: Callable[[str], str], path: str) -> int | None:
     except (OSError, ValueError):
         return None
     return value if value > 0 else None
+
+
+def _max_power(read: Callable[[str], str], path: str) -> float:
+    """1.5 x the largest readable ``constraint_N_max_power_uw`` (W), else the default."""
+    found = []
+    for n in range(4):
+        try:
+            uw = int(read(os.path.join(path, f"constraint_{n}_max_power_uw")).strip())
+        except (OSError, ValueError):
+            continue
+        if uw > 0:
+            found.append(uw / 1e6 * MAX_POWER_HEADROOM)
+    return max(found) if found else DEFAULT_MAX_POWER_W
 
 
 def _find_domains(root: str, read: Callable[[str], str], skipped: list[str]) -> list[_Domain]:
@@ -330,7 +371,8 @@ def _parent_socket(zone: str, tops: dict[str, str], read: Callable[[str], str]) 
 def _describe(dom: _Domain, cpu_name: str, vendor: str) -> DeviceInfo:
     extra = {"zone": dom.zone, "domain": dom.name}
     wrap = (
-        f"wraps at {dom.max_range_uj} µJ"
+        f"wraps at {dom.max_range_uj} µJ; a step back counts as a wrap only if it fits"
+        f" {dom.max_power_w:g} W over the time since the last read"
         if dom.max_range_uj
         else "max_energy_range_uj unreadable: a backwards step is treated as a restart"
     )
