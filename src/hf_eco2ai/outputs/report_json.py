@@ -78,6 +78,7 @@ def build_report(record: RunRecord) -> dict[str, Any]:
             "approximate": w.approximate,
             "scope": "job",
             "band_coverage": w.band_coverage,
+            "gap_s": w.gap_s,
         },
         "scopes": scope_facts(w),
         "devices": [
@@ -145,6 +146,7 @@ def _segment(seg: Segment, record: RunRecord) -> dict[str, Any]:
         "energy_j": seg.window.energy_j,
         "emissions_g": seg.window.emissions_g,
         "approximate": seg.window.approximate,
+        "gap_s": seg.window.gap_s,
     }
 
 

@@ -95,6 +95,8 @@ def window_attributes(window: EnergyWindow, pue: float) -> dict[str, AttributeVa
         "hf_eco2ai.energy.scope": "job",
         "hf_eco2ai.energy.host.joules": window.host_energy_j,
     }
+    if window.gap_s > 0.0:
+        attrs["hf_eco2ai.energy.gap.seconds"] = window.gap_s
     if window.band_coverage is not None:
         attrs["hf_eco2ai.energy.band.coverage"] = window.band_coverage
     other = window.other_cpu_share
