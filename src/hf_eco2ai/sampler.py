@@ -79,6 +79,9 @@ def _clamped_interval(interval_s: float, sensors: Sequence[Sensor]) -> float:
 
 
 STALL_MIN_S = 2.0
+WATCHDOG_PERIOD_S = 10.0
+"""The watchdog looks for stuck reads at most this often while sampling (a stuck device is
+marked within ``stall bound + WATCHDOG_PERIOD_S``; ``stop()`` and run ends check at once)."""
 """A read in flight for longer than ``max(STALL_MIN_S, 2 x interval)`` is stalled."""
 
 
@@ -214,7 +217,7 @@ class Sampler:
 
     def _watch(self) -> None:
         """The watchdog thread: lives as long as the sampler thread, no sensor I/O."""
-        while not self._stop.wait(self.stall_after_s / 2):
+        while not self._stop.wait(max(self.stall_after_s, WATCHDOG_PERIOD_S)):
             try:
                 self.check_stalled()
             except Exception:  # pragma: no cover - must never die noisily

@@ -255,3 +255,28 @@ def test_pid_namespace_check_reads_nspid(tmp_path: Path, monkeypatch: pytest.Mon
     assert process_share._own_pid_namespace_is_root() is True
     (tmp_path / "status").write_text("Name:\tpython\nNSpid:\t4242\t7\n")  # in a container
     assert process_share._own_pid_namespace_is_root() is False
+
+
+def test_descendants_from_proc_match_psutil_and_own_reads_match_psutil() -> None:
+    """Would catch: the cheap /proc/<pid>/task/*/children walk missing a child, or the direct
+    reads of this process (os.times, /proc/self/statm) disagreeing with psutil's."""
+    import subprocess
+    import sys
+
+    from hf_eco2ai.sensors.process_share import ProcessTree
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        tree = ProcessTree(children_refresh_s=0.0)
+        expected = {p.pid for p in psutil.Process().children(recursive=True)}
+        assert child.pid in tree.pids()
+        assert tree.pids() - {os.getpid()} == expected
+        own = psutil.Process()
+        rss = tree.rss_bytes()
+        child_rss = psutil.Process(child.pid).memory_info().rss
+        assert abs(rss - child_rss - own.memory_info().rss) < 16 * 2**20
+        t = own.cpu_times()
+        assert tree.cpu_seconds() >= t.user + t.system - 0.05
+    finally:
+        child.kill()
+        child.wait()

@@ -123,12 +123,35 @@ class ProcessTree:
         """The root and its known descendants (the descendant list refreshed when due)."""
         now = self._clock()
         if self._children_at is None or now - self._children_at >= self._refresh_s:
-            try:
-                self._children = self.root.children(recursive=True)
-            except psutil.Error:
-                self._children = []
+            self._children = self._descendants()
             self._children_at = now
         return [self.root, *self._children]
+
+    @staticmethod
+    def _is_self(proc: Any) -> bool:
+        """True for a real :class:`psutil.Process` of this very process (read directly)."""
+        return isinstance(proc, psutil.Process) and proc.pid == os.getpid()
+
+    def _descendants(self) -> list[Any]:
+        """The root's descendants, from ``/proc/<pid>/task/<tid>/children`` (a few small reads;
+        psutil's ``children()`` scans every process of the host) when the kernel offers it."""
+        pids = _children_from_proc(self.root.pid) if self._is_self(self.root) else None
+        if pids is None:
+            try:
+                return list(self.root.children(recursive=True))
+            except psutil.Error:
+                return []
+        known = {p.pid: p for p in self._children}
+        out = []
+        for pid in pids:
+            proc = known.get(pid)
+            if proc is None:
+                try:
+                    proc = psutil.Process(pid)
+                except psutil.Error:
+                    continue
+            out.append(proc)
+        return out
 
     def pids(self) -> frozenset[int]:
         """Process ids of the tree (cached list)."""
@@ -139,6 +162,10 @@ class ProcessTree:
         total = 0.0
         alive: list[Any] = []
         for proc in self.members():
+            if proc is self.root and self._is_self(proc):
+                own = os.times()  # a system call; no /proc parsing for ourselves
+                total += own.user + own.system + own.children_user + own.children_system
+                continue
             try:
                 t = proc.cpu_times()
             except psutil.Error:
@@ -158,6 +185,11 @@ class ProcessTree:
         total = 0
         alive: list[Any] = []
         for proc in self.members():
+            if proc is self.root and self._is_self(proc):
+                own = _own_rss_bytes()
+                if own is not None:
+                    total += own
+                    continue
             try:
                 total += int(proc.memory_info().rss)
             except psutil.Error:
@@ -168,6 +200,56 @@ class ProcessTree:
                 alive.append(proc)
         self._children = alive
         return total
+
+
+def _children_from_proc(root: int) -> list[int] | None:
+    """Descendant pids of ``root`` through ``/proc/<pid>/task/<tid>/children`` (breadth first);
+    None when the kernel does not offer those files."""
+    out: list[int] = []
+    todo = [root]
+    seen = {root}
+    while todo:
+        pid = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            if pid == root:
+                return None
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                    text = fh.read()
+            except FileNotFoundError:
+                if pid == root and tid == tids[0]:
+                    return None  # no CONFIG_PROC_CHILDREN
+                continue
+            except OSError:
+                continue
+            for child in text.split():
+                c = int(child)
+                if c not in seen:
+                    seen.add(c)
+                    out.append(c)
+                    todo.append(c)
+    return out
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _own_rss_bytes() -> int | None:
+    """This process's resident bytes from ``/proc/self/statm`` (None where there is none)."""
+    try:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return int(os.read(fd, 256).split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+    finally:
+        os.close(fd)
 
 
 class FakeTree:

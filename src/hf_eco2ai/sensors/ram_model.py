@@ -37,6 +37,9 @@ from hf_eco2ai.sensors.bands import RAM_MODEL_BAND
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading, SensorError
 from hf_eco2ai.sensors.process_share import ProcessTree
 
+USED_REFRESH_S: Final = 10.0
+"""How often the host's memory in use (the cap on the tree's RSS) is read again."""
+
 __all__ = ["GIB", "RAM_MODEL_DOC", "RamModelSensor"]
 
 GIB: Final[int] = 1024**3
@@ -83,6 +86,8 @@ class RamModelSensor:
         self.tree = tree or ProcessTree(pid, children_refresh_s=children_refresh_s, clock=clock)
         """The process tree whose memory is counted (may be shared with the CPU model)."""
         self.last_rss_bytes: int | None = None
+        self._host_used: int | None = None
+        self._used_at: float | None = None
         """Bytes attributed in the latest reading."""
         zero = " (ram_power_per_gb is 0: RAM energy reported as 0)" if power_per_gb == 0 else ""
         self._device = DeviceInfo(
@@ -113,9 +118,14 @@ class RamModelSensor:
             raise SensorError(
                 f"RAM model: cannot read process {self.tree.root.pid}: {exc}"
             ) from exc
-        with contextlib.suppress(Exception):  # the cap is a refinement: never fail on it
-            vm = psutil.virtual_memory()
-            rss = min(rss, int(vm.total - vm.available))
+        now = time.monotonic()
+        if self._used_at is None or now - self._used_at >= USED_REFRESH_S:
+            with contextlib.suppress(Exception):  # the cap is a refinement: never fail on it
+                vm = psutil.virtual_memory()
+                self._host_used = int(vm.total - vm.available)
+            self._used_at = now
+        if self._host_used is not None:
+            rss = min(rss, self._host_used)
         self.last_rss_bytes = rss
         return Reading(power_w=self.power_per_gb * rss / GIB)
 
