@@ -505,3 +505,19 @@ def test_values_before_the_first_window_ends_are_nan() -> None:
     assert math.isnan(window.energy_j) and math.isnan(window.duration_s)
     assert window.result is None and not window.open
     assert "closed" in repr(window)
+
+
+def test_unrecorded_span_numbers_are_computed_on_first_use(
+    instrumented: Devices, clock: FakeClock
+) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    dropped = TracerProvider(sampler=ALWAYS_OFF)
+    with hf_eco2ai.measure("x", tracer_provider=dropped) as m:
+        clock.advance(1.0)
+    assert m._pending is not None and m._result is None  # nothing computed at the end
+    clock.advance(5.0)  # later reads still see the window's own ends
+    assert m.energy_j == pytest.approx(TOTAL_W)
+    assert m.devices == pytest.approx({"gpu0": GPU_W, "cpu": CPU_W})
+    assert m._pending is None
+    dropped.shutdown()

@@ -42,10 +42,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -57,64 +55,26 @@ from opentelemetry.util.types import AttributeValue
 from hf_eco2ai._logging import warn_once
 from hf_eco2ai._state import active_session
 from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.integrations.measure_result import (
+    DEVICE_IDS,
+    DEVICE_JOULES,
+    DEVICE_TYPES,
+    NAN,
+    Measurement,
+    WindowEnds,
+    compute_measurement,
+    unmeasured,
+)
 from hf_eco2ai.ledger import Snapshot
 from hf_eco2ai.monitor import EnergyMonitor, acquire_monitor, release_monitor
-from hf_eco2ai.telemetry.spans import record_error, window_attributes
-from hf_eco2ai.windows import device_energies, measure_window
+from hf_eco2ai.telemetry.spans import record_error
+
+__all__ = ["DEVICE_IDS", "DEVICE_JOULES", "DEVICE_TYPES", "Measure", "Measurement", "measure"]
 
 _LOG = logging.getLogger("hf_eco2ai")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-DEVICE_IDS = "hf_eco2ai.device.ids"
-DEVICE_TYPES = "hf_eco2ai.device.types"
-DEVICE_JOULES = "hf_eco2ai.device.joules"
-"""Per-device breakdown on the span: three parallel arrays (hw.id, hw.type, J drawn, no PUE)."""
-
-_NAN = math.nan
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """What one window measured.
-
-    ``energy_j`` is attributed energy (device energy × PUE) in the band
-    ``[energy_low_j, energy_high_j]``; ``devices`` maps each device's ``hw.id`` to the joules
-    that device drew in the window (no PUE), so ``sum(devices.values()) * pue == energy_j``;
-    ``device_types`` maps the same ids to ``hw.type`` (``gpu``, ``cpu``, ``memory``).
-    ``approximate`` is True when no sampler tick fell inside the window (both ends
-    extrapolated from the power then in force).
-
-    Example:
-        >>> m = Measurement("x", 2.0, 30.0, 27.0, 33.0, 0.5, {"cpu": 30.0}, {"cpu": "cpu"},
-        ...                 {"cpu": 30.0}, 1.0, "tdp-model", False)
-        >>> m.energy_kwh, m.mean_power_w
-        (8.333333333333334e-06, 15.0)
-    """
-
-    name: str
-    duration_s: float
-    energy_j: float
-    energy_low_j: float
-    energy_high_j: float
-    emissions_g: float
-    devices: Mapping[str, float]
-    device_types: Mapping[str, str]
-    energy_by_type: Mapping[str, float]
-    pue: float
-    method: str
-    approximate: bool
-
-    @property
-    def energy_kwh(self) -> float:
-        """``energy_j`` in kWh."""
-        return self.energy_j / 3.6e6
-
-    @property
-    def mean_power_w(self) -> float:
-        """Mean attributed power over the window (W); NaN for an empty window."""
-        return self.energy_j / self.duration_s if self.duration_s > 0 else _NAN
 
 
 def _attribute(value: Any) -> AttributeValue:
@@ -182,6 +142,8 @@ class Measure:
     __slots__ = (
         "_monitor",
         "_owned",
+        "_pending",
+        "_result",
         "_snap",
         "_span",
         "_t_ns",
@@ -189,7 +151,6 @@ class Measure:
         "attributes",
         "config",
         "name",
-        "result",
         "tracer_provider",
     )
 
@@ -204,8 +165,8 @@ class Measure:
         self.attributes = attributes
         self.config = config
         self.tracer_provider = tracer_provider
-        self.result: Measurement | None = None
-        """The last completed window (for a decorator: the latest call's), else None."""
+        self._result: Measurement | None = None
+        self._pending: WindowEnds | None = None
         self._monitor: EnergyMonitor | None = None
         self._owned = False
         self._span: Span | None = None
@@ -252,8 +213,15 @@ class Measure:
         """
         if not self._t_ns:
             return None
+        self._end(error)
+        return self.result
+
+    def _end(self, error: BaseException | None) -> None:
+        """Close the window. Its numbers are computed here when the span records them, else on
+        first use of :attr:`result` (both ends are immutable snapshots)."""
         end_ns = time.monotonic_ns()
         monitor, span, snap = self._monitor, self._span, self._snap
+        ends: WindowEnds | None = None
         result: Measurement | None = None
         try:
             try:
@@ -261,9 +229,12 @@ class Measure:
                     if self._owned:
                         monitor.sampler.tick()  # the window ends on a fresh reading
                         end_ns = time.monotonic_ns()
-                    result = self._measure(monitor, snap, end_ns, span)
+                    ends = (self.name, snap, self._t_ns, monitor.snapshot(), end_ns)
+                    if span is not None and span.is_recording():
+                        result = compute_measurement(ends, span)
             except Exception as exc:
                 self._failed("end", exc)
+                ends = None
             if span is not None:
                 if error is not None:
                     record_error(span, error)
@@ -273,53 +244,28 @@ class Measure:
         finally:
             self._release()
             self._span = self._snap = None
-            if result is None:
+            if result is None and ends is None:
                 result = self._unmeasured(end_ns)
+            self._result, self._pending = result, (None if result is not None else ends)
             self._t_ns = 0
-        self.result = result
+
+    @property
+    def result(self) -> Measurement | None:
+        """The last completed window (for a decorator: the latest call's), else None."""
+        result = self._result
+        if result is None:
+            pending = self._pending
+            if pending is not None:
+                try:
+                    result = compute_measurement(pending, None)
+                except Exception as exc:
+                    self._failed("end", exc)
+                    result = unmeasured(pending[0], pending[2], pending[4])
+                self._result, self._pending = result, None
         return result
 
-    def _measure(
-        self, monitor: EnergyMonitor, start: Snapshot, end_ns: int, span: Span | None
-    ) -> Measurement:
-        end = monitor.snapshot()
-        window = measure_window(start, self._t_ns, end, end_ns)
-        pue = end.pue
-        before, after = device_energies(start, self._t_ns), device_energies(end, end_ns)
-        if len(before) != len(after):
-            before = after
-        devices: dict[str, float] = {}
-        types: dict[str, str] = {}
-        for k, dev in enumerate(end.devices):
-            hw_id = dev.info.hw_id
-            devices[hw_id] = devices.get(hw_id, 0.0) + max(0.0, after[k] - before[k])
-            types[hw_id] = dev.info.hw_type.value
-        if span is not None and span.is_recording():
-            attrs = window_attributes(window, pue)
-            attrs[DEVICE_IDS] = list(devices)
-            attrs[DEVICE_TYPES] = list(types.values())
-            attrs[DEVICE_JOULES] = list(devices.values())
-            span.set_attributes(attrs)
-        return Measurement(
-            name=self.name,
-            duration_s=window.duration_s,
-            energy_j=window.energy_j,
-            energy_low_j=window.energy_low_j,
-            energy_high_j=window.energy_high_j,
-            emissions_g=window.emissions_g,
-            devices=devices,
-            device_types=types,
-            energy_by_type=dict(window.energy_by_type),
-            pue=pue,
-            method=window.method,
-            approximate=window.approximate,
-        )
-
     def _unmeasured(self, end_ns: int) -> Measurement:
-        return Measurement(
-            self.name, max(0, end_ns - self._t_ns) / 1e9, _NAN, _NAN, _NAN, _NAN,
-            {}, {}, {}, _NAN, "", True,
-        )  # fmt: skip
+        return unmeasured(self.name, self._t_ns, end_ns)
 
     def _release(self) -> None:
         monitor, owned = self._monitor, self._owned
@@ -366,7 +312,8 @@ class Measure:
                 otel_context.detach(token)  # type: ignore[arg-type]
             except Exception as err:
                 self._failed("end", err)
-        self.stop(exc)
+        if self._t_ns:
+            self._end(exc)
 
     async def __aenter__(self) -> Measure:
         return self.__enter__()
@@ -399,7 +346,7 @@ class Measure:
                     async with window:
                         return await func(*args, **kwargs)
                 finally:
-                    self.result = window.result
+                    self._result, self._pending = window._result, window._pending
 
             return run_async  # type: ignore[return-value]
 
@@ -410,14 +357,14 @@ class Measure:
                 with window:
                     return func(*args, **kwargs)
             finally:
-                self.result = window.result
+                self._result, self._pending = window._result, window._pending
 
         return run
 
     # ------------------------------------------------------------------ results
     def _value(self, field: str) -> Any:
         result = self.result
-        return getattr(result, field) if result is not None else _NAN
+        return getattr(result, field) if result is not None else NAN
 
     @property
     def energy_j(self) -> float:
