@@ -226,7 +226,9 @@ def test_decorator_measures_each_call_in_a_fresh_window(
     assert evaluate(1.0, tag="x") == "x"
     first = evaluate.__wrapped__  # type: ignore[attr-defined]
     assert evaluate.__doc__ == "Docstring kept." and first is not None
+    assert evaluate.window.energy_j == pytest.approx(TOTAL_W * 1.0)  # type: ignore[attr-defined]
     assert evaluate(2.0, tag="y") == "y"
+    assert evaluate.window.energy_j == pytest.approx(TOTAL_W * 2.0)  # type: ignore[attr-defined]
     energies = sorted(attr(s, "hf_eco2ai.energy.joules") for s in spans(exporter, "eval"))
     assert energies == pytest.approx([TOTAL_W * 1.0, TOTAL_W * 2.0])
     assert all(attr(s, "split") == "test" for s in spans(exporter, "eval"))

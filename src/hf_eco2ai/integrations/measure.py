@@ -331,7 +331,11 @@ class Measure:
         return Measure(self.name, self.attributes, self.config, self.tracer_provider)
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
-        """Decorate ``func`` (sync or ``async def``): each call is measured in a fresh window."""
+        """Decorate ``func`` (sync or ``async def``): each call is measured in a fresh window.
+
+        The decorated function's ``window`` attribute is this object; its :attr:`result` is
+        the latest completed call's (with concurrent calls, whichever ended last).
+        """
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise TypeError(
                 f"hf-eco2ai: measure({self.name!r}) cannot decorate the generator function "
@@ -348,6 +352,7 @@ class Measure:
                 finally:
                     self._result, self._pending = window._result, window._pending
 
+            run_async.window = self  # type: ignore[attr-defined]
             return run_async  # type: ignore[return-value]
 
         @functools.wraps(func)
@@ -359,6 +364,7 @@ class Measure:
             finally:
                 self._result, self._pending = window._result, window._pending
 
+        run.window = self  # type: ignore[attr-defined]
         return run
 
     # ------------------------------------------------------------------ results
