@@ -523,3 +523,36 @@ def test_unrecorded_span_numbers_are_computed_on_first_use(
     assert m.devices == pytest.approx({"gpu0": GPU_W, "cpu": CPU_W})
     assert m._pending is None
     dropped.shutdown()
+
+
+# ---------------------------------------------------------------------- a real GPU
+@pytest.mark.gpu
+def test_real_gpu_window_standalone(provider: Any, exporter: InMemorySpanExporter) -> None:
+    """Without instrument(): the window discovers the GPU, reads it at both ends (NVML)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    import time
+
+    assert monitor_module.shared_monitor() is None
+    x = torch.randn(4096, 4096, device="cuda")
+    with hf_eco2ai.measure(
+        "gpu.matmul", config=CarbonConfig(sample_interval=0.1, write_report=False),
+        tracer_provider=provider,
+    ) as m:  # fmt: skip
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            x = (x @ x).tanh_()
+        torch.cuda.synchronize()
+    result = m.result
+    assert result is not None
+    gpus = {k: j for k, j in result.devices.items() if result.device_types[k] == "gpu"}
+    assert gpus, result
+    assert all(k.startswith(("GPU-", "MIG-")) for k in gpus)
+    assert all(j > 0 for j in gpus.values()), gpus  # never a silent 0 J
+    assert 2.0 <= result.duration_s < 30.0
+    assert result.energy_by_type["gpu"] > 2.0 * 10.0  # at least ~10 W over two busy seconds
+    assert "nvml" in result.method
+    assert monitor_module.shared_monitor() is None
+    span = one(exporter, "gpu.matmul")
+    assert any(i.startswith(("GPU-", "MIG-")) for i in attr(span, DEVICE_IDS))
