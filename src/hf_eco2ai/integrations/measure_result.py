@@ -86,12 +86,15 @@ def compute_measurement(ends: WindowEnds, span: Span | None) -> Measurement:
     before, after = device_energies(start, start_ns), device_energies(end, end_ns)
     if len(before) != len(after):
         before = after
-    devices: dict[str, float] = {}
-    types: dict[str, str] = {}
-    for k, dev in enumerate(end.devices):
-        hw_id = dev.info.hw_id
-        devices[hw_id] = devices.get(hw_id, 0.0) + max(0.0, after[k] - before[k])
-        types[hw_id] = dev.info.hw_type.value
+    infos = [dev.info for dev in end.devices]
+    ids = [info.hw_id for info in infos]
+    joules = [a - b if a > b else 0.0 for a, b in zip(after, before, strict=True)]
+    devices: dict[str, float] = dict(zip(ids, joules, strict=True))
+    types: dict[str, str] = {info.hw_id: info.hw_type.value for info in infos}
+    if len(devices) != len(ids):  # one hw.id for several devices: their sum
+        devices = {}
+        for hw_id, j in zip(ids, joules, strict=True):
+            devices[hw_id] = devices.get(hw_id, 0.0) + j
     if span is not None:
         attrs = window_attributes(window, pue)
         attrs[DEVICE_IDS] = list(devices)
@@ -107,7 +110,7 @@ def compute_measurement(ends: WindowEnds, span: Span | None) -> Measurement:
         emissions_g=window.emissions_g,
         devices=devices,
         device_types=types,
-        energy_by_type=dict(window.energy_by_type),
+        energy_by_type=window.energy_by_type,  # a dict measure_window built for this window
         pue=pue,
         method=window.method,
         approximate=window.approximate,
