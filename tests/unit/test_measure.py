@@ -556,3 +556,24 @@ def test_real_gpu_window_standalone(provider: Any, exporter: InMemorySpanExporte
     assert monitor_module.shared_monitor() is None
     span = one(exporter, "gpu.matmul")
     assert any(i.startswith(("GPU-", "MIG-")) for i in attr(span, DEVICE_IDS))
+
+
+def test_devices_sharing_an_id_are_summed_and_the_window_is_exact() -> None:
+    from hf_eco2ai.integrations.measure_result import compute_measurement
+    from hf_eco2ai.ledger import Ledger
+    from hf_eco2ai.sensors.base import DeviceInfo, Method
+
+    package = DeviceInfo("cpu", HwType.CPU, "Package", "Acme", Method.RAPL)
+    gpu = DeviceInfo("gpu0", HwType.GPU, "GPU", "Acme", Method.NVML_ENERGY)
+    ledger = Ledger([package, package, gpu], pue=2.0, history_size=8)
+    ci = CarbonIntensity(360.0, "XX", "config")
+    ledger.record(1_000_000_000, [5.0, 5.0, 5.0], [10.0, 20.0, 30.0], ci)
+    start = ledger.snapshot()
+    ledger.record(2_000_000_000, [10.0, 20.0, 30.0], [10.0, 20.0, 30.0], ci)
+    end = ledger.snapshot()
+    m = compute_measurement(("w", start, 1_000_000_000, end, 2_000_000_000), None)
+    assert m.devices == pytest.approx({"cpu": 30.0, "gpu0": 30.0})
+    assert m.device_types == {"cpu": "cpu", "gpu0": "gpu"}
+    assert m.energy_j == pytest.approx(60.0 * 2.0)  # PUE applied to the sum
+    assert m.emissions_g == pytest.approx(120.0 / 3.6e6 * 360.0)
+    assert m.approximate is False
