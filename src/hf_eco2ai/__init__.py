@@ -17,12 +17,22 @@ from typing import TYPE_CHECKING, Any
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigError
 from hf_eco2ai.instrumentor import HFEco2AIInstrumentor
+from hf_eco2ai.integrations.measure import Measure, Measurement, measure
 from hf_eco2ai.version import __version__
 
 if TYPE_CHECKING:
     from hf_eco2ai.integrations.transformers import Eco2AICallback
 
-__all__ = ["CarbonConfig", "ConfigError", "Eco2AICallback", "HFEco2AIInstrumentor", "__version__"]
+__all__ = [
+    "CarbonConfig",
+    "ConfigError",
+    "Eco2AICallback",
+    "HFEco2AIInstrumentor",
+    "Measure",
+    "Measurement",
+    "__version__",
+    "measure",
+]
 
 
 def __getattr__(name: str) -> Any:
