@@ -164,7 +164,7 @@ _HIDDEN: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 def _callback_for(trainer: Any) -> Any:
     """The callback measuring ``trainer``: the user's explicit one, else ours (attached once)."""
-    from hf_eco2ai.integrations.transformers import Eco2AICallback
+    from hf_eco2ai.integrations.transformers import Eco2AICallback, rows_per_sample
 
     handler = getattr(trainer, "callback_handler", None)
     cb = _ATTACHED.get(trainer)
@@ -172,6 +172,7 @@ def _callback_for(trainer: Any) -> Any:
         return cb
     for candidate in getattr(handler, "callbacks", ()):
         if isinstance(candidate, Eco2AICallback):
+            candidate.rows_per_sample = rows_per_sample(trainer)
             _ATTACHED[trainer] = candidate
             return candidate
     session = active_session()
@@ -179,6 +180,7 @@ def _callback_for(trainer: Any) -> Any:
         return None
     cb = Eco2AICallback(session.config)
     cb.injected = True
+    cb.rows_per_sample = rows_per_sample(trainer)
     _ATTACHED[trainer] = cb
     _HIDDEN[handler] = cb
     return cb

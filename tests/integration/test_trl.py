@@ -6,11 +6,10 @@ each micro-batch is counted once. Tiny models from configs, a tokenizer trained 
 (``tests/integration/scripts/trl_tiny.py``), no Hub.
 
 What is counted (``batch_size_and_tokens`` in ``hf_eco2ai.integrations.transformers``):
-samples are the rows of each micro-batch's ``input_ids`` and tokens its elements (padding
-included). SFT: one row per example. DPO and reward modelling stack the chosen and the rejected
-sequence of every pair in one batch, so a pair counts as **two** samples (sequences), not one
-dataset example; ``test_preference_pairs_counted_as_examples`` records that as a known
-difference (strict xfail) until the integration counts pairs.
+samples are dataset examples and tokens the elements of each micro-batch's ``input_ids``
+(padding included). SFT: one row per example. DPO and reward modelling stack the chosen and the
+rejected sequence of every pair in one batch: the integration counts a pair as **one** sample
+(a preference trainer's rows are divided by two) and its tokens as both sequences' tokens.
 """
 
 from __future__ import annotations
@@ -143,7 +142,7 @@ def test_one_run_span_with_energy_samples_and_tokens(
     assert attrs["hf_eco2ai.emissions.grams"] > 0
     assert attrs["hf_eco2ai.energy.joules.low"] < attrs["hf_eco2ai.energy.joules.high"]
     # counted from the dataset: every example once per epoch, never twice
-    expected_samples = examples * rows * epochs
+    expected_samples = examples * epochs  # a preference pair is one sample
     expected_tokens = examples * rows * length * epochs
     assert attrs["hf_eco2ai.training.samples"] == expected_samples
     assert attrs["hf_eco2ai.training.tokens"] == expected_tokens
@@ -173,11 +172,6 @@ def test_training_results_unchanged(
     assert different == [], f"parameters changed by instrumentation: {different}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DPO/reward batches stack chosen+rejected: the integration counts sequences "
-    "(2 per preference pair), not dataset examples",
-)
 @pytest.mark.parametrize("kind", ["dpo", "reward"])
 def test_preference_pairs_counted_as_examples(kind: str, instrumented_runs: dict[str, Any]) -> None:
     _, inst, _, _ = instrumented_runs[kind]

@@ -91,13 +91,15 @@ def _attribute(value: Any) -> AttributeValue:
 
 def _resolve(
     config: CarbonConfig | None, tracer_provider: TracerProvider | None
-) -> tuple[EnergyMonitor, Tracer, bool]:
-    """The monitor and tracer of a window; True when the window acquired the monitor."""
+) -> tuple[EnergyMonitor, Tracer, Mapping[str, AttributeValue], bool]:
+    """The monitor, tracer and identity attributes of a window; True when the window acquired
+    the monitor."""
     session = active_session()
     if session is not None and not session.closed:
         if tracer_provider is None:
-            return session.monitor, session.tracer, False
-        return session.monitor, _tracer(tracer_provider, session.identity), False
+            return session.monitor, session.tracer, session.span_identity(), False
+        tracer, identity = _tracer(tracer_provider, session.identity())
+        return session.monitor, tracer, identity, False
     from hf_eco2ai.distributed import rank_info
 
     rank = rank_info()
@@ -106,25 +108,27 @@ def _resolve(
     )
     try:
         monitor.sampler.tick()  # the window starts on a fresh reading (its own measurement)
-        attrs = rank.attributes()
-        tracer = _tracer(tracer_provider, lambda: attrs)
+        tracer, identity = _tracer(tracer_provider, rank.attributes())
     except BaseException:
         release_monitor(monitor)
         raise
-    return monitor, tracer, True
+    return monitor, tracer, identity, True
 
 
 def _tracer(
-    provider: TracerProvider | None, identity: Callable[[], Mapping[str, AttributeValue]]
-) -> Tracer:
-    from hf_eco2ai.distributed import IdentityTracer, resource_has_identity
-    from hf_eco2ai.telemetry.session import SCHEMA_URL
+    provider: TracerProvider | None, identity: Mapping[str, AttributeValue]
+) -> tuple[Tracer, Mapping[str, AttributeValue]]:
+    """Our tracer on ``provider`` (ids from the OS), and the identity attributes its spans need
+    (none when the provider's Resource carries them)."""
+    from hf_eco2ai.telemetry.ids import use_private_ids
+    from hf_eco2ai.telemetry.session import SCHEMA_URL, resource_has_identity
     from hf_eco2ai.version import __version__
 
     tracer = trace.get_tracer("hf_eco2ai", __version__, provider, schema_url=SCHEMA_URL)
+    use_private_ids(tracer)
     if resource_has_identity(provider or trace.get_tracer_provider()):
-        return tracer
-    return IdentityTracer(tracer, identity)
+        return tracer, {}
+    return tracer, identity
 
 
 class Measure:
@@ -189,15 +193,15 @@ class Measure:
             )
         self._t_ns = time.monotonic_ns()
         try:
-            monitor, tracer, owned = _resolve(self.config, self.tracer_provider)
+            monitor, tracer, identity, owned = _resolve(self.config, self.tracer_provider)
         except Exception as exc:
             self._failed("start", exc)
             return self
         self._monitor, self._owned = monitor, owned
         try:
-            self._span = tracer.start_span(
-                self.name, kind=SpanKind.INTERNAL, attributes=self.attributes
-            )
+            attrs: dict[str, AttributeValue] = dict(identity)
+            attrs.update(self.attributes)
+            self._span = tracer.start_span(self.name, kind=SpanKind.INTERNAL, attributes=attrs)
             self._snap = monitor.snapshot()
             self._t_ns = time.monotonic_ns()
         except Exception as exc:

@@ -58,6 +58,22 @@ def trainer_rank_facts(args: Any) -> dict[str, int | None]:
     return facts
 
 
+PAIRED_TRAINERS = frozenset({"DPOTrainer", "RewardTrainer", "CPOTrainer", "ORPOTrainer"})
+"""TRL trainers whose batches stack the chosen and the rejected sequence of each preference
+pair: two rows of ``input_ids`` per dataset example."""
+
+
+def rows_per_sample(trainer: Any) -> int:
+    """Rows of ``input_ids`` per dataset example in ``trainer``'s batches (2 for TRL's preference
+    trainers, whose batches stack chosen and rejected sequences; else 1).
+
+    >>> rows_per_sample(object())
+    1
+    """
+    names = {cls.__name__ for cls in type(trainer).__mro__}
+    return 2 if names & PAIRED_TRAINERS else 1
+
+
 def _end_abandoned(run: Run) -> None:
     """The callback that began ``run`` was garbage-collected with the run still open."""
     try:
@@ -111,6 +127,8 @@ class Eco2AICallback(TrainerCallback):
         self._use_tokens_seen = False
         self._standalone = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self.rows_per_sample = 1
+        """Rows of ``input_ids`` per dataset example (2 for TRL's preference trainers)."""
 
     # ------------------------------------------------------------------ lifecycle
     def _start(
@@ -250,7 +268,7 @@ class Eco2AICallback(TrainerCallback):
     def count_batch(self, inputs: Any) -> None:
         """Count one micro-batch's samples and tokens (called by the instrumentor)."""
         samples, tokens = batch_size_and_tokens(inputs)
-        self._pending_samples += samples
+        self._pending_samples += samples // self.rows_per_sample
         self._pending_tokens += tokens
 
     def on_step_begin(
