@@ -286,6 +286,20 @@ class TrainerInstrumentationTest(TestBase):
         self.assertEqual(ci.value, 100.0)
         self.assertEqual(ci.attributes["hf_eco2ai.grid.source"], "config")
 
+    def test_efficiency_gauge_agrees_with_the_run_span_after_the_run(self) -> None:
+        """Would catch: the J/sample gauge still growing with energy drawn after the run ended,
+        so it disagrees with the run's span, report and summary."""
+        self.trainer(epochs=1).train()
+        import time
+
+        time.sleep(3 * self.config.sample_interval)  # the devices keep drawing power
+        (run,) = self.spans_by_name()["transformers.trainer.train"]
+        metrics = {m.name: m for m in self.get_sorted_metrics()}
+        (point,) = metrics["hf_eco2ai.training.energy_per_sample"].data.data_points
+        self.assertAlmostEqual(
+            point.value, run.attributes["hf_eco2ai.energy_per_sample.joules"], places=9
+        )
+
     # ------------------------------------------------------------------ lifecycle
     def test_uninstrument_unwraps_stops_sampler_and_silences_callbacks(self) -> None:
         from transformers import Trainer

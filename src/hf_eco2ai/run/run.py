@@ -382,6 +382,7 @@ class Run:
 
         window = self._close(opened, final, error, end=frozen, derived=efficiency)
         self.last_window = window
+        self.counters.shared.finish_run(window.energy_j)
         self.last_summary = summary_line(self.framework, window, samples, tokens)
         _LOG.info("%s", self.last_summary)
         try:

@@ -42,6 +42,7 @@ class TrainingCounters:
         "framework",
         "projected_emissions_g",
         "projected_energy_j",
+        "run_energy_j",
         "run_energy_start_j",
         "run_samples",
         "run_tokens",
@@ -58,6 +59,8 @@ class TrainingCounters:
         self.run_samples = 0
         self.run_tokens = 0
         self.run_energy_start_j: float | None = None
+        self.run_energy_j: float | None = None
+        """The ended run's energy (its window's, as in its span and report); None while open."""
         self.projected_energy_j: float | None = None
         self.projected_emissions_g: float | None = None
 
@@ -66,8 +69,14 @@ class TrainingCounters:
         self.run_samples = 0
         self.run_tokens = 0
         self.run_energy_start_j = energy_j
+        self.run_energy_j = None
         self.projected_energy_j = None
         self.projected_emissions_g = None
+
+    def finish_run(self, energy_j: float) -> None:
+        """Fix the run's energy at its end: the efficiency gauges then report exactly what the
+        run's span and report say, not the energy drawn since."""
+        self.run_energy_j = energy_j
 
     def add(self, steps: int, samples: int, tokens: int) -> None:
         """Count processed work (O(1))."""
@@ -208,8 +217,11 @@ class EnergyMetrics:
         for c in self._counters():
             count = getattr(c, attr)
             if count > 0 and c.run_energy_start_j is not None:
+                used = c.run_energy_j
+                if used is None:
+                    used = max(0.0, energy - c.run_energy_start_j)
                 yield Observation(
-                    max(0.0, energy - c.run_energy_start_j) / count,
+                    used / count,
                     {"hf_eco2ai.framework": c.framework},
                 )
 
