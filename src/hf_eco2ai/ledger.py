@@ -323,12 +323,6 @@ class Ledger:
                 t_ns, power_w, intensity, utilization, memory_used, memory_limit
             )
 
-    def set_status(self, index: int, status: str, errors: int) -> None:
-        """Update one device's status without adding energy (published at the next record)."""
-        with self._lock:
-            self._status[index] = status
-            self._errors[index] = errors
-
     def set_device(self, index: int, info: DeviceInfo) -> None:
         """Replace one device's facts (e.g. its method after a counter fault), same ``hw_id``
         and type; published at the next record."""

@@ -90,8 +90,7 @@ def test_status_errors_and_optional_fields_in_snapshot() -> None:
     dev = ledger.snapshot().devices[0]
     assert (dev.utilization, dev.memory_used, dev.memory_limit) == (0.5, 1024, 4096)
     assert (dev.status, dev.errors) == ("error", 3)
-    ledger.set_status(0, DeviceStatus.LOST, 4)
-    ledger.record(2, [0.0], [0.0], CI_100)
+    ledger.record(2, [0.0], [0.0], CI_100, status=[DeviceStatus.LOST], errors=[4])
     assert ledger.snapshot().devices[0].status == "lost"
     assert ledger.snapshot().devices[0].errors == 4
 
