@@ -766,7 +766,11 @@ def test_mixed_nvidia_and_amd_host_gets_both_sensors(tmp_path: pathlib.Path) -> 
     nv = FakeNVML([FakeGpu(uuid="GPU-aaaaaaaa-0000-0000-0000-000000000000")])
     found = _discover(tmp_path, nvml=nv, amdsmi=FakeAmdSmi(mi250()))
     try:
-        kinds = [type(s) for s in found.sensors][:2]
+        from hf_eco2ai.sensors.process_share import JobScopedSensor
+
+        kinds = [
+            type(s.inner) if isinstance(s, JobScopedSensor) else type(s) for s in found.sensors
+        ][:2]
         assert kinds == [NvmlSensor, AmdSmiSensor]
         gpus = [(d.vendor, d.method.value) for s in found.sensors[:2] for d in s.devices]
         assert gpus == [
