@@ -16,8 +16,12 @@ export OTEL_LOGS_EXPORTER=${OTEL_LOGS_EXPORTER:-none}
 export OTEL_PYTHON_HF_ECO2AI_OUTPUT_DIR=${OTEL_PYTHON_HF_ECO2AI_OUTPUT_DIR:-$OUT/runs}
 export OTEL_PYTHON_HF_ECO2AI_SAMPLE_INTERVAL=${OTEL_PYTHON_HF_ECO2AI_SAMPLE_INTERVAL:-0.2}
 echo "== hf-eco2ai demo: tiny BERT, synthetic data, CPU, no network =="
+echo "(training; the Trainer's logs and the exported spans go to $OUT/console.txt)"
 "$VENV/bin/opentelemetry-instrument" "$VENV/bin/python" examples/train_hf.py \
-  --epochs "${DEMO_EPOCHS:-2}" --train-size "${DEMO_TRAIN_SIZE:-4096}" | tee "$OUT/console.txt"
+  --epochs "${DEMO_EPOCHS:-2}" --train-size "${DEMO_TRAIN_SIZE:-4096}" > "$OUT/console.txt"
 echo
 echo "== spans with the energy and CO2 of their own window =="
 "$VENV/bin/python" examples/show_spans.py "$OUT/console.txt"
+latest=$(ls -td "$OUT"/runs/*/ | head -1)
+echo
+echo "run report: ${latest}report.json (and power.png); again with: hf-eco2ai report ${latest%/}"

@@ -111,7 +111,8 @@ def build_record(
 
 def run_notes(run: Run, window: EnergyWindow) -> list[str]:
     """What a reader of the run's numbers must know, one line each."""
-    notes = list(run.session.monitor.notes)
+    # what discovery could not measure at all (the other discovery notes are in `doctor`)
+    notes = [n for n in run.session.monitor.notes if "NOT MEASURED" in n]
     shared = shared_host_note(window)
     if shared is not None:
         notes.append(shared)
