@@ -26,6 +26,7 @@ from hf_eco2ai._text import format_table
 from hf_eco2ai.config import CarbonConfig, ConfigError, field_names
 from hf_eco2ai.monitor import EnergyMonitor
 from hf_eco2ai.version import __version__
+from hf_eco2ai.windows import measure_window, shared_host_note
 
 
 def doctor_report(config: CarbonConfig, seconds: float) -> dict[str, Any]:
@@ -33,9 +34,11 @@ def doctor_report(config: CarbonConfig, seconds: float) -> dict[str, Any]:
     monitor = EnergyMonitor(config.replace(sample_interval=min(config.sample_interval, 0.25)))
     try:
         monitor.start()
+        first, t0 = monitor.snapshot(), time.monotonic_ns()
         time.sleep(max(0.0, seconds))
         monitor.stop()
         snap = monitor.snapshot()
+        window = measure_window(first, t0, snap, max(t0, snap.t_ns))
         elapsed = max(1e-9, (snap.t_ns - monitor.history().t_ns[0]) / 1e9) if snap.seq else 0.0
         devices = []
         for state in snap.devices:
@@ -70,6 +73,7 @@ def doctor_report(config: CarbonConfig, seconds: float) -> dict[str, Any]:
             "seconds": elapsed,
             "devices": devices,
             "notes": list(monitor.notes),
+            "host_shared": shared_host_note(window),
             "carbon_intensity": {
                 "value": ci.value,
                 "zone": ci.zone,
@@ -124,6 +128,8 @@ def render_doctor(report: dict[str, Any], out: TextIO) -> None:
             )
         )
         w(f"\n(live reading over {report['seconds']:.1f} s)\n")
+        if report.get("host_shared"):
+            w(f"{report['host_shared']} (other work on this host)\n")
     else:
         w("  no device is measured (see the notes below)\n")
     w("\nWhy\n")

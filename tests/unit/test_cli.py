@@ -76,3 +76,30 @@ def test_format_table_aligns() -> None:
     assert lines[0] == "x    long header"
     assert lines[1] == "---  -----------"
     assert lines[3] == "bbb  22"
+
+
+def test_doctor_says_in_one_line_when_other_processes_use_the_host() -> None:
+    """Would catch: ``doctor`` silent about a host busy with other work (its job share would
+    then read as the machine's)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from hf_eco2ai import CarbonConfig
+
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 20: pass"
+    # started through a shell that exits at once: the spinner is no descendant of this process
+    out = subprocess.run(
+        ["sh", "-c", f'{sys.executable} -c "{spin}" >/dev/null 2>&1 & echo $!'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(out.stdout.split()[0])
+    try:
+        report = cli.doctor_report(CarbonConfig(track_gpu=False), 1.5)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    note = report["host_shared"]
+    assert note is not None and note.startswith("host was shared: ")
