@@ -414,7 +414,9 @@ class CarbonConfig:
         return {name: getattr(self, name) for name in field_names()}
 
 
-OTHER_ENV_VARS = frozenset({"OTEL_PYTHON_HF_ECO2AI_MLFLOW_TIMEOUT"})
+OTHER_ENV_VARS = frozenset(
+    {"OTEL_PYTHON_HF_ECO2AI_MLFLOW_TIMEOUT", "OTEL_PYTHON_HF_ECO2AI_MLFLOW_STARTUP_TIMEOUT"}
+)
 """Variables with the prefix that are read elsewhere (not :class:`CarbonConfig` fields)."""
 
 
