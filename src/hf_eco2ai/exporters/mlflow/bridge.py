@@ -238,20 +238,17 @@ class Bridge:
                 self.health.failed(f"MLflow did not start within {self.startup_timeout_s:g} s")
             except Exception as exc:
                 self.health.failed(_reason(exc), exc)
-        if queued:
-            self.flush(timeout_s)
         with self._lock:
-            inflight = self._inflight
-        if inflight is not None and not inflight.done():
-            # give a call in flight a moment to finish; its outcome was already reported
+            inflight, stalled = self._inflight, self._stalled
+        stuck = next((f for f in (stalled, inflight) if f is not None and not f.done()), None)
+        if stuck is not None:
+            # a call MLflow has not answered: give it a moment; its outcome was reported
             with contextlib.suppress(Exception):
-                inflight.result(timeout=min(timeout_s, 1.0))
-        pending = any(not f.done() for f in queued)
-        if (
-            self.runs.created_run_id is not None
-            and (inflight is None or inflight.done())
-            and not pending
-        ):
+                stuck.result(timeout=min(timeout_s, 1.0))
+        elif queued:
+            self.flush(timeout_s)
+        calls = [*queued, *([inflight] if inflight is not None else [])]
+        if self.runs.created_run_id is not None and all(f.done() for f in calls):
             self.call(self.runs.end_created_run, timeout_s)
         with self._lock:
             self.shut_down = True
