@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := constraints/test.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint type docs gen build doctor bench clean
+.PHONY: demo test lint type docs gen build doctor bench clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ bench: $(STAMP)
 	$(PY) -m pytest tests/performance -q --benchmark-only --benchmark-sort=name \
 		--benchmark-columns=min,median,iqr,mean,rounds
 	$(PY) benchmarks/overhead.py --quick
+
+## Refresh the lock of tested versions (constraints/test.txt) on purpose; see docs/contributing.md.
+lock:
+	bash tools/lock_constraints.sh
 
 clean:
 	rm -rf $(VENV) dist site .pytest_cache .coverage htmlcov

@@ -45,6 +45,16 @@ FAKE_RAM = DeviceInfo("memory", HwType.MEMORY, "RAM", "", Method.RAM_MODEL)
 FAKE_INTENSITY = CarbonIntensity(100.0, "XX", "config")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak tests (marker ``soak``, minutes long) run only when ``-m`` names them."""
+    if "soak" in (config.option.markexpr or ""):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak") is not None]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if item.get_closest_marker("soak") is None]
+
+
 def fake_monitor(config: CarbonConfig, local_rank: int = 0) -> EnergyMonitor:
     sensor = ConstantSensor([(FAKE_GPU, 200.0), (FAKE_CPU, 50.0), (FAKE_RAM, 5.0)])
     return EnergyMonitor(config, sensors=[sensor], intensity=StaticIntensity(FAKE_INTENSITY))

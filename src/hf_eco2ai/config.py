@@ -243,7 +243,9 @@ class CarbonConfig:
 
 _SPECS: tuple[FieldSpec, ...] = specs_of(CarbonConfig)
 
-OTHER_ENV_VARS = frozenset({"OTEL_PYTHON_HF_ECO2AI_MLFLOW_TIMEOUT"})
+OTHER_ENV_VARS = frozenset(
+    {"OTEL_PYTHON_HF_ECO2AI_MLFLOW_TIMEOUT", "OTEL_PYTHON_HF_ECO2AI_MLFLOW_STARTUP_TIMEOUT"}
+)
 """Variables with the prefix that are read elsewhere (not :class:`CarbonConfig` fields)."""
 
 

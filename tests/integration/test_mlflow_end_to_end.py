@@ -69,6 +69,10 @@ def _train(
             "OTEL_PYTHON_HF_ECO2AI_SAMPLE_INTERVAL": "0.1",
             "OTEL_PYTHON_HF_ECO2AI_COUNTRY": "FR",
             "OTEL_PYTHON_HF_ECO2AI_OUTPUT_DIR": str(tmp / "reports"),
+            # importing MLflow and creating the sqlite schema took 10.6 s on a slow machine: the
+            # start-up has its own bound (exports wait in line meanwhile), set here to fit the
+            # subprocess' own budget rather than left to the default
+            "OTEL_PYTHON_HF_ECO2AI_MLFLOW_STARTUP_TIMEOUT": str(TIMEOUT_S - 30),
             "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(sorted(others)),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",

@@ -91,7 +91,7 @@ def test_network_code_only_where_opted_in() -> None:
     allowed = {
         "carbon/providers.py",  # live intensity: carbon_provider (opt-in)
         "carbon/location.py",  # cloud metadata: cloud_metadata (opt-in)
-        "exporters/mlflow.py",  # the MLflow exporter, when the user configures it
+        "exporters/mlflow/client.py",  # the MLflow exporter, when the user configures it
     }
     connecting = {
         "urlopen",

@@ -40,7 +40,6 @@ from opentelemetry.sdk.trace.export import (  # noqa: E402
 )
 from opentelemetry.trace import Status, StatusCode  # noqa: E402
 
-from hf_eco2ai.exporters import mlflow as bridge  # noqa: E402
 from hf_eco2ai.exporters.mlflow import (  # noqa: E402
     MetricPoint,
     MLflowMetricExporter,
@@ -51,9 +50,12 @@ from hf_eco2ai.exporters.mlflow import (  # noqa: E402
     mlflow_metric_key,
     run_summary,
 )
+from hf_eco2ai.exporters.mlflow.client import MlflowRuns, forget_created_runs  # noqa: E402
 from tests.integration.otlp_receiver import free_port  # noqa: E402
 
 LOGGER = "hf_eco2ai.exporters.mlflow"
+FLUSH_MS = 120_000
+"""force_flush bound: a ceiling against a hang; the flush returns as soon as all is written."""
 # MLflow's sqlite store uses SQLAlchemy APIs that SQLAlchemy 2.1 deprecates (not ours to fix).
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")
 
@@ -66,10 +68,13 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
+    # create the schema here: these tests are about what the bridge writes, not how long a new
+    # store takes to start (that is test_exports_made_while_mlflow_starts_are_queued_and_written)
+    MlflowClient(uri).search_experiments(max_results=1)
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()
-    bridge._CREATED.clear()
+    forget_created_runs()
 
 
 def _collect(**instruments: Any) -> MetricsData:
@@ -164,6 +169,7 @@ def test_export_creates_a_run_in_the_env_experiment(
         hf_eco2ai__training__steps=[(4, {"hf_eco2ai.framework": "transformers"})],
     )
     assert exporter.export(second) is MetricExportResult.SUCCESS
+    assert exporter.force_flush(FLUSH_MS)
     run_id = exporter.created_run_id
     assert run_id is not None
     client = MlflowClient(store)
@@ -201,6 +207,7 @@ def test_export_honours_mlflow_run_id(store: str, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
     exporter = MLflowMetricExporter()
     assert exporter.export(_collect(hw__energy=[(1.5, {"hw.id": "memory"})])).name == "SUCCESS"
+    assert exporter.force_flush(FLUSH_MS)
     assert exporter.created_run_id is None
     assert _run_metrics(client, run.info.run_id) == {"hw.energy.memory": 1.5}
 
@@ -208,7 +215,7 @@ def test_export_honours_mlflow_run_id(store: str, monkeypatch: pytest.MonkeyPatc
 def test_large_exports_are_chunked(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     client = MlflowClient(store)
     run_id = client.create_run("0").info.run_id
-    runs = bridge._MlflowRuns(store, None, run_id, None)
+    runs = MlflowRuns(store, None, run_id, None)
     calls: list[int] = []
     real = runs.client()
 
@@ -312,6 +319,7 @@ def test_bad_input_and_recovery(store: str, caplog: pytest.LogCaptureFixture) ->
     assert exporter.export(object()) is MetricExportResult.FAILURE  # type: ignore[arg-type]
     data = _collect(hw__energy=[(1.0, {"hw.id": "cpu"})])
     assert exporter.export(data) is MetricExportResult.SUCCESS
+    assert exporter.force_flush(FLUSH_MS)
     messages = [r.getMessage() for r in caplog.records]
     assert any("could not convert" in m for m in messages), messages
     assert any("works again" in m for m in messages), messages
@@ -411,6 +419,7 @@ def test_failed_run_span_is_tagged(store: str) -> None:
         span.set_attribute("hf_eco2ai.energy.joules", 3.0)
         span.set_attribute("error.type", "Boom")
         span.set_status(Status(StatusCode.ERROR, "Boom: injected"))
+    assert processor.force_flush(FLUSH_MS)
     run_id = processor.created_run_id
     assert run_id is not None
     provider.shutdown()
@@ -426,6 +435,7 @@ def test_span_exporter_behind_batch_processor(store: str) -> None:
     provider.add_span_processor(BatchSpanProcessor(exporter))
     _run_span(provider, "lightning.trainer.fit", RUN_ATTRIBUTES)
     provider.force_flush()
+    assert exporter.force_flush(FLUSH_MS)
     run_id = exporter.created_run_id
     assert run_id is not None
     provider.shutdown()
@@ -446,6 +456,7 @@ def test_metrics_and_span_exporters_share_one_created_run(
     provider.add_span_processor(processor)
     _run_span(provider, "transformers.trainer.train", RUN_ATTRIBUTES)
     provider.force_flush()
+    assert metrics.force_flush(FLUSH_MS) and spans.force_flush(FLUSH_MS)
     assert spans.created_run_id == metrics.created_run_id is not None
     client = MlflowClient(store)
     metrics.shutdown()
@@ -510,3 +521,132 @@ def test_span_exporter_flushing_after_the_metrics_exporter_ended_reuses_the_run(
     assert run.data.metrics["hf_eco2ai.energy.joules"] == pytest.approx(155.9)
     experiment = client.get_experiment_by_name("order")
     assert len(client.search_runs([experiment.experiment_id])) == 1
+
+
+# ---------------------------------------------------------------------------- start-up
+@pytest.fixture
+def slow_start(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """MLflow's start-up (import, client, store creation) blocks until the event is set."""
+    from hf_eco2ai.exporters.mlflow.client import MlflowRuns as Runs
+
+    release = threading.Event()
+    real = Runs.connect
+
+    def connect(self: Runs) -> None:
+        assert release.wait(60), "the test never released the start-up"
+        real(self)
+
+    monkeypatch.setattr(Runs, "connect", connect)
+    yield release
+    release.set()
+
+
+def test_exports_made_while_mlflow_starts_are_queued_and_written(
+    store: str, slow_start: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that takes longer to start than the per-export timeout (importing MLflow and
+    creating a sqlite schema took 10.6 s on a slow machine; the timeout is 10 s): the exports
+    wait in line, nothing is reported as failed, and shutdown writes them all."""
+    exporter = MLflowMetricExporter(experiment_name="slow-start")
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    for value in (1.0, 2.0, 3.0):
+        data = _collect(hw__energy=[(value, {"hw.id": "cpu"})])
+        # the caller's own bound (the periodic reader passes one): shorter than the start-up
+        assert exporter.export(data, timeout_millis=50) is MetricExportResult.SUCCESS
+    assert exporter.created_run_id is None  # nothing written yet: MLflow is still starting
+    assert not exporter.force_flush(timeout_millis=50)  # still queued
+    slow_start.set()
+    exporter.shutdown()
+    run_id = exporter.created_run_id
+    assert run_id is not None
+    client = MlflowClient(store)
+    history = client.get_metric_history(run_id, "hw.energy.cpu")
+    assert [m.value for m in history] == [1.0, 2.0, 3.0]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("still starting" in r.getMessage() for r in caplog.records)
+
+
+def test_a_start_up_over_its_own_bound_is_reported_once(
+    store: str, slow_start: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = MLflowMetricExporter(startup_timeout_s=0.2)
+    data = _collect(hw__energy=[(1.0, {"hw.id": "cpu"})])
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    assert exporter.export(data, timeout_millis=50) is MetricExportResult.SUCCESS  # queued
+    time.sleep(0.3)  # the start-up is now older than its bound
+    assert exporter.export(data, timeout_millis=50) is MetricExportResult.FAILURE
+    assert exporter.export(data, timeout_millis=50) is MetricExportResult.FAILURE
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "MLflow did not start within" in warnings[0]
+    slow_start.set()
+    exporter.force_flush(FLUSH_MS)  # the start-up ends; the next export goes through
+    assert exporter.export(data) is MetricExportResult.SUCCESS
+    assert any("works again" in r.getMessage() for r in caplog.records)
+    exporter.shutdown()
+
+
+# ---------------------------------------------------------------------------- budgets
+def test_run_summary_logs_the_co2_budget_as_a_param() -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hf_eco2ai.telemetry import attributes as a
+
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    budget = {a.BUDGET_CO2_GRAMS: 5.0, a.BUDGET_ENERGY_JOULES: 9e5, a.BUDGET_ACTION: "warn"}
+    _run_span(provider, "transformers.trainer.train", {**RUN_ATTRIBUTES, **budget})
+    (span,) = memory.get_finished_spans()
+    summary = run_summary(span)
+    assert summary is not None
+    assert summary.params["hf_eco2ai.budget.co2.grams"] == "5.0"
+    assert summary.params["hf_eco2ai.budget.energy.joules"] == "900000.0"
+    assert summary.params["hf_eco2ai.budget.action"] == "warn"
+    assert "hf_eco2ai.budget.co2.grams" not in {p.key for p in summary.metrics}
+
+
+def test_the_co2_budget_of_a_real_run_becomes_an_mlflow_param(
+    store: str, fake_devices: None, tmp_path: Path
+) -> None:
+    """The run span as the instrumented Trainer callback writes it, through the processor, into
+    a real store. Would catch: the spans and the bridge spelling the budget key differently
+    (it was ``budget.co2.grams`` in the spans, ``budget.emissions.grams`` in the bridge, so the
+    budget became a metric instead of a param)."""
+    from opentelemetry.sdk.metrics import MeterProvider as Meters
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor
+
+    processor = MLflowRunSummaryProcessor(experiment_name="budgets")
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    meters = Meters()
+    config = CarbonConfig(
+        sample_interval=0.05, co2_budget=5.0, energy_budget=1e6, output_dir=str(tmp_path / "r")
+    )
+    instrumentor = HFEco2AIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, meter_provider=meters, config=config)
+    try:
+        args = TrainingArguments(output_dir=str(tmp_path / "t"), report_to=[])
+        state, control = TrainerState(max_steps=2), TrainerControl()
+        callback = Eco2AICallback(config)
+        callback.on_train_begin(args, state, control)
+        for step in (1, 2):
+            state.global_step = step
+            callback.on_step_end(args, state, control)
+        callback.on_train_end(args, state, control)
+        assert processor.force_flush(FLUSH_MS)
+    finally:
+        instrumentor.uninstrument()
+        meters.shutdown()
+    run_id = processor.created_run_id
+    assert run_id is not None
+    provider.shutdown()
+    data = MlflowClient(store).get_run(run_id).data
+    assert data.params["hf_eco2ai.budget.co2.grams"] == "5.0"
+    assert data.params["hf_eco2ai.budget.energy.joules"] == "1000000.0"
+    assert data.params["hf_eco2ai.budget.action"] == "warn"
+    assert "hf_eco2ai.budget.co2.grams" not in data.metrics
