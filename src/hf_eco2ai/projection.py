@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from opentelemetry.util.types import AttributeValue
 
+from hf_eco2ai.telemetry import attributes as A
+
 _LOG = logging.getLogger("hf_eco2ai")
 
 MIN_PROGRESS = 0.01
@@ -69,18 +71,18 @@ class Projector:
         attrs: dict[str, AttributeValue] = {}
         latest = self.latest
         if latest is not None:
-            attrs["hf_eco2ai.projected.energy.joules"] = latest.energy_j
-            attrs["hf_eco2ai.projected.emissions.grams"] = latest.emissions_g
-            attrs["hf_eco2ai.projected.progress"] = latest.progress
+            attrs[A.PROJECTED_ENERGY_JOULES] = latest.energy_j
+            attrs[A.PROJECTED_EMISSIONS_GRAMS] = latest.emissions_g
+            attrs[A.PROJECTED_PROGRESS] = latest.progress
         if self.has_budget:
-            attrs["hf_eco2ai.budget.action"] = self.action
-            attrs["hf_eco2ai.budget.projected_over"] = self.projected_over
-            attrs["hf_eco2ai.budget.exceeded"] = self.exceeded
-            attrs["hf_eco2ai.budget.stopped"] = self.should_stop
+            attrs[A.BUDGET_ACTION] = self.action
+            attrs[A.BUDGET_PROJECTED_OVER] = self.projected_over
+            attrs[A.BUDGET_EXCEEDED] = self.exceeded
+            attrs[A.BUDGET_STOPPED] = self.should_stop
             if self.co2_budget is not None:
-                attrs["hf_eco2ai.budget.co2.grams"] = self.co2_budget
+                attrs[A.BUDGET_CO2_GRAMS] = self.co2_budget
             if self.energy_budget is not None:
-                attrs["hf_eco2ai.budget.energy.joules"] = self.energy_budget
+                attrs[A.BUDGET_ENERGY_JOULES] = self.energy_budget
         return attrs
 
     def budget(self) -> dict[str, object]:

@@ -3,7 +3,7 @@
 A span (run, epoch, evaluation, step) is a window. It keeps the snapshot and monotonic time at
 its start, and at its end :func:`measure_window` takes the difference. Both ends are
 extrapolated from the nearest snapshot with the power then in force, so a window shorter than
-the sampler interval is not a silent zero; such a window is flagged ``approximate``.
+the sampler interval is not a silent zero; such a window is flagged ``extrapolated``.
 
 Energy and emissions are the **job** scope (this process tree's share); ``host_*`` fields carry
 the **host** scope (what the hardware drew). :func:`shared_host_note` says, in one line, when
@@ -12,12 +12,12 @@ other processes used a significant share of the host's CPU time during the windo
 Extrapolation is bounded: at most :func:`extrapolation_limit_s` past a snapshot (a few sampler
 intervals). When the sampler stalled (a wedged driver call, or it was stopped while the run went
 on), the time after that bound is not filled in: it is a gap, counted in ``gap_s``, and the
-window is ``approximate``; its energy there is not counted.
+window is ``extrapolated``; its energy there is not counted.
 
 Example:
     >>> from hf_eco2ai.ledger import empty_snapshot
     >>> w = measure_window(empty_snapshot([], 1.0), 0, empty_snapshot([], 1.0), 10**9)
-    >>> w.energy_j, w.duration_s, w.approximate
+    >>> w.energy_j, w.duration_s, w.extrapolated
     (0.0, 1.0, True)
 """
 
@@ -58,7 +58,7 @@ class EnergyWindow:
     zone: str
     source: str
     methods: tuple[str, ...]
-    approximate: bool
+    extrapolated: bool
     """True when no sampler tick fell inside the window (both ends extrapolated), when an end
     lies further past its snapshot than extrapolation may reach (a gap), or when a device is
     stalled (its energy after its last good reading is missing)."""
@@ -237,7 +237,7 @@ def measure_window(start: Snapshot, start_t_ns: int, end: Snapshot, end_t_ns: in
         zone=end.intensity.zone,
         source=end.intensity.source,
         methods=end.methods,
-        approximate=end.seq == start.seq or gap_s > 0.0 or stale_start or stalled,
+        extrapolated=end.seq == start.seq or gap_s > 0.0 or stale_start or stalled,
         gap_s=gap_s,
         host_energy_j=host_energy,
         host_emissions_g=host_emissions,

@@ -37,7 +37,7 @@ def record(
         zone="XX",
         source="config",
         methods=("tdp-model",),
-        approximate=False,
+        extrapolated=False,
     )
     if samples_s is None:
         t = np.arange(0, 2_100_000_000, 100_000_000, dtype=np.int64)

@@ -37,6 +37,7 @@ import pytest
 psutil = pytest.importorskip("psutil")
 pytest.importorskip("transformers")
 
+from hf_eco2ai.report import wait_for_png  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
@@ -46,7 +47,6 @@ from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor  # noqa
 from hf_eco2ai import monitor as monitor_module  # noqa: E402
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity  # noqa: E402
 from hf_eco2ai.monitor import EnergyMonitor  # noqa: E402
-from hf_eco2ai.report import wait_for_png  # noqa: E402
 from hf_eco2ai.sensors.cpu_model import CpuTdpSensor  # noqa: E402
 from hf_eco2ai.sensors.nvml import NvmlSensor  # noqa: E402
 from hf_eco2ai.sensors.ram_model import RamModelSensor  # noqa: E402

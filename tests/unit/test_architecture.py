@@ -21,6 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "hf_eco2ai.carbon.countries",
         "hf_eco2ai.carbon.intensity",
         "hf_eco2ai.carbon.tables",
+        "hf_eco2ai.telemetry.attributes",
+        "hf_eco2ai.telemetry.names",
     ),
     (
         "hf_eco2ai.config_fields",
@@ -32,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "hf_eco2ai.ledger",
         "hf_eco2ai.sampler",
+        "hf_eco2ai.increments",
         "hf_eco2ai.windows",
         "hf_eco2ai.monitor",
         "hf_eco2ai.projection",

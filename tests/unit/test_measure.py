@@ -145,7 +145,7 @@ def test_window_energy_emissions_devices_and_span(
     assert result is not None
     assert result.device_types == {"gpu0": "gpu", "cpu": "cpu"}
     assert result.energy_low_j < result.energy_j < result.energy_high_j
-    assert result.approximate is False
+    assert result.extrapolated is False
     assert result.energy_by_type == pytest.approx({"gpu": 300.0, "cpu": 60.0})
 
     span = one(exporter, "tokenize")
@@ -410,7 +410,7 @@ def test_without_instrument_the_window_runs_its_own_measurement(
     assert outer.energy_j == pytest.approx(TOTAL_W * 2.0 * 1.5)
     assert inner.energy_j == pytest.approx(TOTAL_W * 1.0 * 1.5)
     assert sum(outer.devices.values()) * 1.5 == pytest.approx(outer.energy_j)
-    assert outer.result is not None and outer.result.approximate is False  # ticked at both ends
+    assert outer.result is not None and outer.result.extrapolated is False  # ticked at both ends
     span = one(exporter, "standalone")
     assert attr(span, "hf_eco2ai.pue") == 1.5
     assert attr(span, "hf_eco2ai.rank") == 0  # identity from the environment
@@ -576,4 +576,4 @@ def test_devices_sharing_an_id_are_summed_and_the_window_is_exact() -> None:
     assert m.device_types == {"cpu": "cpu", "gpu0": "gpu"}
     assert m.energy_j == pytest.approx(60.0 * 2.0)  # PUE applied to the sum
     assert m.emissions_g == pytest.approx(120.0 / 3.6e6 * 360.0)
-    assert m.approximate is False
+    assert m.extrapolated is False

@@ -332,7 +332,7 @@ RUN_ATTRIBUTES: dict[str, Any] = {
     "hf_eco2ai.energy.cpu.joules": 154.7,
     "hf_eco2ai.emissions.grams": 0.0024,
     "hf_eco2ai.energy.method": "ram-model,tdp-model",
-    "hf_eco2ai.energy.approximate": False,
+    "hf_eco2ai.energy.extrapolated": False,
     "hf_eco2ai.grid.zone": "FR",
     "hf_eco2ai.grid.source": "table:owid@2023",
     "hf_eco2ai.pue": 1.0,
@@ -382,7 +382,7 @@ def test_run_summary_mapping() -> None:
         "hf_eco2ai.model.class": "BertForSequenceClassification",
     }
     assert summary.tags["hf_eco2ai.trace_id"] == trace_id
-    assert summary.tags["hf_eco2ai.energy.approximate"] == "False"
+    assert summary.tags["hf_eco2ai.energy.extrapolated"] == "False"
     assert summary.tags["hf_eco2ai.status"] == "OK"
     assert "service.other" not in summary.tags
 

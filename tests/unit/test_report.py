@@ -239,7 +239,7 @@ def test_cli_report_and_compare(
     assert cli.main(["report", str(first.parent), "--png"]) == 0
     text = capsys.readouterr().out
     assert "CO2e" in text
-    assert "total:" in text
+    assert "total (this job):" in text
     assert (first.parent / "power.png").exists()
     assert cli.main(["compare", str(first), str(second)]) == 0
     text = capsys.readouterr().out

@@ -22,11 +22,16 @@ SRC = Path(attributes.__file__).resolve().parents[1]
 DOCS = SRC.parents[1] / "docs"
 WRITERS = [
     SRC / "telemetry" / "spans.py",
+    SRC / "run" / "run.py",
+    SRC / "run" / "record.py",
+    SRC / "projection.py",
     SRC / "integrations" / "transformers.py",
     SRC / "integrations" / "lightning.py",
+    SRC / "integrations" / "measure.py",
+    SRC / "integrations" / "measure_result.py",
 ]
-"""The modules that put hf_eco2ai.* attributes on spans (distributed/job.py builds its keys
-from a prefix: checked through JobTotals.attributes below)."""
+"""The modules that put hf_eco2ai.* attributes on spans, through the registry's constants
+(distributed/job.py builds its keys from a prefix: checked through JobTotals.attributes below)."""
 KEY = re.compile(r"^hf_eco2ai\.[a-z0-9_.]+$")
 BLOCK = re.compile(
     r"<!-- BEGIN GENERATED: span-attributes -->\n(.*?)<!-- END GENERATED: span-attributes -->",
@@ -69,11 +74,34 @@ def _written_keys() -> set[str]:
     return keys
 
 
+def _registry_names_used() -> set[str]:
+    """Every ``A.<NAME>`` the writers use (``from hf_eco2ai.telemetry import attributes as A``)."""
+    used: set[str] = set()
+    for path in WRITERS:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "A"
+            ):
+                used.add(node.attr)
+    return used
+
+
+def test_writers_spell_no_key_themselves() -> None:
+    """Would catch: a key written as a string literal beside the registry (two spellings of one
+    attribute, as the CO2 budget once had)."""
+    assert _written_keys() == set()
+
+
 def test_every_key_the_code_writes_is_registered() -> None:
-    written = _written_keys()
-    assert len(written) > 20, written  # the scan found the spans' keys
-    missing = sorted(k for k in written if lookup(k.replace("{x}", "x")) is None)
+    used = _registry_names_used()
+    assert len(used) > 20, used  # the scan found the spans' keys
+    keys = {getattr(attributes, n) for n in used if n.isupper()}
+    missing = sorted(k for k in keys if lookup(k) is None)
     assert missing == [], f"register these in hf_eco2ai/telemetry/attributes.py: {missing}"
+    for name in used - {n for n in used if n.isupper()}:
+        assert callable(getattr(attributes, name)), name  # energy_by_type(), eval_metric()...
 
 
 def test_every_job_attribute_is_registered() -> None:

@@ -35,7 +35,7 @@ def test_window_between_ticks_is_exact() -> None:
     assert w.emissions_g == pytest.approx(660 / 3.6e6 * 360)
     assert w.mean_intensity == pytest.approx(360.0)
     assert w.duration_s == 4.0
-    assert w.approximate is False
+    assert w.extrapolated is False
     assert (w.zone, w.source) == ("DE", "table:test@2024")
     assert w.methods == ("nvml-energy", "tdp-model")
     assert w.method == "nvml-energy,tdp-model"
@@ -52,11 +52,11 @@ def test_window_between_ticks_is_exact() -> None:
 def test_window_ends_are_extrapolated_with_power() -> None:
     ledger = ledger_with_ticks()
     snap = ledger.snapshot()  # t = 10 s
-    # a window from 10.2 s to 10.7 s with no tick inside: power x duration, flagged approximate
+    # a window from 10.2 s to 10.7 s with no tick inside: power x duration, flagged extrapolated
     w = measure_window(snap, int(10.2 * S), snap, int(10.7 * S))
     assert w.energy_j == pytest.approx(0.5 * 110 * 1.5)
     assert w.emissions_g == pytest.approx(0.5 * 110 * 1.5 / 3.6e6 * 360)
-    assert w.approximate is True
+    assert w.extrapolated is True
 
 
 def test_short_window_is_not_a_silent_zero() -> None:
@@ -154,16 +154,16 @@ def stalled_ledger(interval_s: float = 0.5) -> Ledger:
 
 def test_a_stalled_sampler_is_a_counted_gap_not_an_extrapolation() -> None:
     """The last tick is at 2 s; the window ends at 10 s. Would catch: the 8 s without a reading
-    filled in with the last power (800 J made up) and reported ``approximate: false``."""
+    filled in with the last power (800 J made up) and reported ``extrapolated: false``."""
     ledger = stalled_ledger()
     w = measure_window(ledger.snapshot(), 2 * S, ledger.snapshot(), 10 * S)  # no tick inside
     assert extrapolation_limit_s(ledger.snapshot()) == 2.0  # max(2 s, 3 x 0.5 s)
     assert w.gap_s == pytest.approx(6.0)  # 10 - (2 + 2)
-    assert w.approximate is True
+    assert w.extrapolated is True
     assert w.energy_j == pytest.approx(200.0)  # 2 s extrapolated at 100 W, the rest not invented
     run = measure_window(empty_snapshot([GPU], 1.0), 0, ledger.snapshot(), 10 * S)
     assert run.gap_s == pytest.approx(6.0)
-    assert run.approximate is True
+    assert run.extrapolated is True
     assert run.energy_j == pytest.approx(400.0)  # 2 s measured + 2 s extrapolated
 
 
@@ -187,7 +187,7 @@ def test_window_with_ticks_inside_and_a_fresh_end_has_no_gap() -> None:
     for k in range(1, 5):
         ledger.record(k * S, [100.0], [100.0], CI)
     w = measure_window(start, 0, ledger.snapshot(), int(4.5 * S))
-    assert (w.gap_s, w.approximate) == (0.0, False)
+    assert (w.gap_s, w.extrapolated) == (0.0, False)
 
 
 def test_a_window_with_a_stalled_device_is_approximate() -> None:
@@ -201,5 +201,5 @@ def test_a_window_with_a_stalled_device_is_approximate() -> None:
     ledger.mark_stalled([0], "stalled: test")
     ledger.record(2 * S, [0.0, 10.0], [0.0, 10.0], CI, status=["stalled", "ok"])
     w = measure_window(start, 0, ledger.snapshot(), 2 * S)
-    assert (w.gap_s, w.approximate) == (0.0, True)
+    assert (w.gap_s, w.extrapolated) == (0.0, True)
     assert w.energy_j == pytest.approx(120.0)

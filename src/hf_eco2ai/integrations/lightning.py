@@ -45,6 +45,7 @@ from opentelemetry.util.types import AttributeValue
 from hf_eco2ai._state import active_session
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.run import Run, batch_size_and_tokens, parameter_count
+from hf_eco2ai.telemetry import attributes as A
 from hf_eco2ai.telemetry.spans import as_attribute_value
 
 __all__ = [
@@ -325,31 +326,31 @@ class Eco2AILightningCallback:
 
     def _run_attributes(self, trainer: Any, pl_module: Any) -> dict[str, AttributeValue]:
         attrs: dict[str, AttributeValue] = {
-            "hf_eco2ai.framework": FRAMEWORK,
-            "hf_eco2ai.lightning.namespace": self.namespace,
+            A.FRAMEWORK: FRAMEWORK,
+            A.LIGHTNING_NAMESPACE: self.namespace,
         }
         version = getattr(sys.modules.get(self.namespace), "__version__", None)
         if isinstance(version, str):
-            attrs["hf_eco2ai.lightning.version"] = version
+            attrs[A.LIGHTNING_VERSION] = version
         for key, attr in (
-            ("hf_eco2ai.max_epochs", "max_epochs"),
-            ("hf_eco2ai.max_steps", "max_steps"),
-            ("hf_eco2ai.accumulate_grad_batches", "accumulate_grad_batches"),
-            ("hf_eco2ai.num_nodes", "num_nodes"),
-            ("hf_eco2ai.num_devices", "num_devices"),
-            ("hf_eco2ai.precision", "precision"),
+            (A.MAX_EPOCHS, "max_epochs"),
+            (A.MAX_STEPS, "max_steps"),
+            (A.ACCUMULATE_GRAD_BATCHES, "accumulate_grad_batches"),
+            (A.NUM_NODES, "num_nodes"),
+            (A.NUM_DEVICES, "num_devices"),
+            (A.PRECISION, "precision"),
         ):
             value = as_attribute_value(getattr(trainer, attr, None))
             if value is not None:
                 attrs[key] = value
         strategy = getattr(trainer, "strategy", None)
         if strategy is not None:
-            attrs["hf_eco2ai.lightning.strategy"] = type(strategy).__name__
+            attrs[A.LIGHTNING_STRATEGY] = type(strategy).__name__
         if pl_module is not None:
-            attrs["hf_eco2ai.model.class"] = type(pl_module).__name__
+            attrs[A.MODEL_CLASS] = type(pl_module).__name__
             count = parameter_count(pl_module)
             if count is not None:
-                attrs["hf_eco2ai.model.parameters"] = count
+                attrs[A.MODEL_PARAMETERS] = count
         return attrs
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -408,8 +409,8 @@ class Eco2AILightningCallback:
         if trainer is None:
             return {}
         return {
-            "hf_eco2ai.global_step": int(trainer.global_step),
-            "hf_eco2ai.epoch": int(trainer.current_epoch),
+            A.GLOBAL_STEP: int(trainer.global_step),
+            A.EPOCH: int(trainer.current_epoch),
         }
 
     # ------------------------------------------------------------------ epochs
@@ -428,7 +429,7 @@ class Eco2AILightningCallback:
         if run is not None and self.active:
             try:
                 self._flush_pending()
-                run.end_epoch({"hf_eco2ai.global_step": int(trainer.global_step)})
+                run.end_epoch({A.GLOBAL_STEP: int(trainer.global_step)})
             except Exception:
                 self._contained("ending an epoch span")
 
@@ -482,9 +483,9 @@ class Eco2AILightningCallback:
         try:
             run.begin_evaluate(
                 {
-                    "hf_eco2ai.sanity_check": bool(trainer.sanity_checking),
-                    "hf_eco2ai.global_step": int(trainer.global_step),
-                    "hf_eco2ai.epoch": int(trainer.current_epoch),
+                    A.SANITY_CHECK: bool(trainer.sanity_checking),
+                    A.GLOBAL_STEP: int(trainer.global_step),
+                    A.EPOCH: int(trainer.current_epoch),
                 },
                 name=VALIDATION_SPAN,
             )
@@ -528,7 +529,7 @@ def _scalar_metrics(metrics: Any) -> dict[str, AttributeValue]:
         if v is None and getattr(value, "numel", None) is not None and value.numel() == 1:
             v = float(value.item())
         if v is not None:
-            out[f"hf_eco2ai.eval.{key}"] = v
+            out[A.eval_metric(key)] = v
     return out
 
 

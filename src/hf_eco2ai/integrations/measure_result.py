@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from opentelemetry.trace import Span
 
 from hf_eco2ai.ledger import Snapshot
+from hf_eco2ai.telemetry import attributes as A
 from hf_eco2ai.telemetry.spans import window_attributes
 from hf_eco2ai.windows import device_energies, measure_window
 
-DEVICE_IDS = "hf_eco2ai.device.ids"
-DEVICE_TYPES = "hf_eco2ai.device.types"
-DEVICE_JOULES = "hf_eco2ai.device.joules"
+DEVICE_IDS = A.DEVICE_IDS
+DEVICE_TYPES = A.DEVICE_TYPES
+DEVICE_JOULES = A.DEVICE_JOULES
 """Per-device breakdown on the span: three parallel arrays (hw.id, hw.type, J drawn, no PUE)."""
 
 NAN = math.nan
@@ -40,7 +41,7 @@ class Measurement:
     ``[energy_low_j, energy_high_j]``; ``devices`` maps each device's ``hw.id`` to the joules
     that device drew in the window (no PUE), so ``sum(devices.values()) * pue == energy_j``;
     ``device_types`` maps the same ids to ``hw.type`` (``gpu``, ``cpu``, ``memory``).
-    ``approximate`` is True when no sampler tick fell inside the window (both ends
+    ``extrapolated`` is True when no sampler tick fell inside the window (both ends
     extrapolated from the power then in force).
 
     Example:
@@ -61,7 +62,7 @@ class Measurement:
     energy_by_type: Mapping[str, float]
     pue: float
     method: str
-    approximate: bool
+    extrapolated: bool
 
     @property
     def energy_kwh(self) -> float:
@@ -113,7 +114,7 @@ def compute_measurement(ends: WindowEnds, span: Span | None) -> Measurement:
         energy_by_type=window.energy_by_type,  # a dict measure_window built for this window
         pue=pue,
         method=window.method,
-        approximate=window.approximate,
+        extrapolated=window.extrapolated,
     )
 
 

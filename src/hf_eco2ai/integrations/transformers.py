@@ -26,6 +26,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.run import Run, batch_size_and_tokens, parameter_count
+from hf_eco2ai.telemetry import attributes as A
 from hf_eco2ai.telemetry.spans import as_attribute_value
 
 _LOG = logging.getLogger(__name__)
@@ -183,12 +184,12 @@ class Eco2AICallback(TrainerCallback):
             self._pending_samples = self._pending_tokens = 0
             max_steps = int(getattr(state, "max_steps", 0) or 0)
             attrs: dict[str, Any] = {
-                "hf_eco2ai.framework": FRAMEWORK,
-                "hf_eco2ai.per_device_batch_size": bs,
-                "hf_eco2ai.gradient_accumulation_steps": gas,
-                "hf_eco2ai.world_size": world,
-                "hf_eco2ai.max_steps": max_steps,
-                "hf_eco2ai.num_train_epochs": float(getattr(args, "num_train_epochs", 0) or 0),
+                A.FRAMEWORK: FRAMEWORK,
+                A.PER_DEVICE_BATCH_SIZE: bs,
+                A.GRADIENT_ACCUMULATION_STEPS: gas,
+                A.WORLD_SIZE: world,
+                A.MAX_STEPS: max_steps,
+                A.NUM_TRAIN_EPOCHS: float(getattr(args, "num_train_epochs", 0) or 0),
             }
             attrs.update(self._model_attributes(kwargs.get("model")))
             self._start(args, attrs, total_steps=max_steps)
@@ -199,10 +200,10 @@ class Eco2AICallback(TrainerCallback):
     def _model_attributes(model: Any) -> dict[str, Any]:
         if model is None:
             return {}
-        attrs: dict[str, Any] = {"hf_eco2ai.model.class": type(model).__name__}
+        attrs: dict[str, Any] = {A.MODEL_CLASS: type(model).__name__}
         count = parameter_count(model)
         if count is not None:
-            attrs["hf_eco2ai.model.parameters"] = count
+            attrs[A.MODEL_PARAMETERS] = count
         return attrs
 
     @staticmethod
@@ -210,8 +211,8 @@ class Eco2AICallback(TrainerCallback):
         if state is None:
             return {}
         return {
-            "hf_eco2ai.global_step": int(state.global_step),
-            "hf_eco2ai.epoch": float(state.epoch or 0.0),
+            A.GLOBAL_STEP: int(state.global_step),
+            A.EPOCH: float(state.epoch or 0.0),
         }
 
     def on_train_end(
@@ -262,7 +263,7 @@ class Eco2AICallback(TrainerCallback):
     ) -> None:
         """End the epoch window."""
         if self.run is not None:
-            self.run.end_epoch({"hf_eco2ai.global_step": int(state.global_step)})
+            self.run.end_epoch({A.GLOBAL_STEP: int(state.global_step)})
 
     # ------------------------------------------------------------------ steps (hot path)
     def count_batch(self, inputs: Any) -> None:
@@ -304,7 +305,7 @@ class Eco2AICallback(TrainerCallback):
             return run.begin_evaluate()
         if trainer is None:
             return False
-        attrs: dict[str, Any] = {"hf_eco2ai.framework": FRAMEWORK}
+        attrs: dict[str, Any] = {A.FRAMEWORK: FRAMEWORK}
         attrs.update(self._model_attributes(getattr(trainer, "model", None)))
         run = self._start(getattr(trainer, "args", None), attrs, name=f"{SPAN_PREFIX}.{kind}")
         self._standalone = run is not None
@@ -346,11 +347,11 @@ class Eco2AICallback(TrainerCallback):
         run = self.run
         if run is None or not run.evaluating:
             return
-        attrs: dict[str, Any] = {"hf_eco2ai.global_step": int(state.global_step)}
+        attrs: dict[str, Any] = {A.GLOBAL_STEP: int(state.global_step)}
         for key, value in (metrics or {}).items():
             v = as_attribute_value(value)
             if v is not None:
-                attrs[f"hf_eco2ai.eval.{key}"] = v
+                attrs[A.eval_metric(key)] = v
         run.end_evaluate(attrs)
 
     # ------------------------------------------------------------------ logs

@@ -20,7 +20,7 @@ from hf_eco2ai.version import __version__
 from hf_eco2ai.windows import scope_facts
 
 SCHEMA = "hf-eco2ai/run-report"
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "2.0"
 JSON_NAME = "report.json"
 
 
@@ -75,7 +75,7 @@ def build_report(record: RunRecord) -> dict[str, Any]:
             if w.energy_j
             else 0.0,
             "by_type": by_type,
-            "approximate": w.approximate,
+            "extrapolated": w.extrapolated,
             "scope": "job",
             "band_coverage": w.band_coverage,
             "gap_s": w.gap_s,
@@ -145,7 +145,7 @@ def _segment(seg: Segment, record: RunRecord) -> dict[str, Any]:
         "duration_s": seg.window.duration_s,
         "energy_j": seg.window.energy_j,
         "emissions_g": seg.window.emissions_g,
-        "approximate": seg.window.approximate,
+        "extrapolated": seg.window.extrapolated,
         "gap_s": seg.window.gap_s,
     }
 

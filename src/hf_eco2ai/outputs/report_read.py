@@ -105,10 +105,30 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ReportError(p, f"not valid JSON: {exc.msg} ({where})") from None
     except ValueError as exc:  # NaN / Infinity
         raise ReportError(p, f"not valid JSON: {exc}") from exc
-    problem = report_problem(data)
+    problem = report_problem(upgrade_report(data))
     if problem is not None:
         raise ReportError(p, problem)
     return dict(data)
+
+
+def upgrade_report(data: Any) -> Any:
+    """A 1.x report in the 2.x shape, in place: ``approximate`` (totals, epochs, evaluations)
+    was renamed ``extrapolated`` in 2.0 (it never meant "estimated"; that is ``measured``).
+
+    >>> upgrade_report({"schema_version": "1.2", "totals": {"approximate": True}})["totals"]
+    {'extrapolated': True}
+    """
+    if not isinstance(data, dict) or not str(data.get("schema_version", "")).startswith("1."):
+        return data
+    parts = [data.get("totals")]
+    for key in ("epochs", "evaluations"):
+        windows = data.get(key)
+        if isinstance(windows, list):
+            parts.extend(windows)
+    for part in parts:
+        if isinstance(part, dict) and "approximate" in part:
+            part["extrapolated"] = part.pop("approximate")
+    return data
 
 
 def report_problem(data: Any) -> str | None:
@@ -116,8 +136,8 @@ def report_problem(data: Any) -> str | None:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         return f'not an hf-eco2ai run report (no "schema": "{SCHEMA}")'
     version = data.get("schema_version")
-    if not isinstance(version, str) or not re.fullmatch(r"1\.[0-9]+", version):
-        return f"schema_version {version!r} is not one this hf-eco2ai reads (1.x)"
+    if not isinstance(version, str) or not re.fullmatch(r"[12]\.[0-9]+", version):
+        return f"schema_version {version!r} is not one this hf-eco2ai reads (1.x, 2.x)"
     problems = schema_problems(data, _schema())
     return problems[0] if problems else None
 

@@ -15,6 +15,7 @@ from hf_eco2ai.ledger import Snapshot
 from hf_eco2ai.outputs import print_summary, write_run_report
 from hf_eco2ai.record import DeviceTotal, RunRecord
 from hf_eco2ai.run.registry import InstrumentationRemoved
+from hf_eco2ai.telemetry import attributes as A
 from hf_eco2ai.telemetry.spans import OpenSpan
 from hf_eco2ai.windows import EnergyWindow, device_energies, shared_host_note
 
@@ -77,7 +78,7 @@ def build_record(
     config = run.config
     attributes = dict(opened.attrs)
     if run.ended_late:
-        attributes["hf_eco2ai.run.ended_late"] = True
+        attributes[A.RUN_ENDED_LATE] = True
     record = RunRecord(
         framework=run.framework,
         span=run.run_name,

@@ -55,6 +55,7 @@ from hf_eco2ai.record import RunRecord, Segment
 from hf_eco2ai.run import registry
 from hf_eco2ai.run.counters import RunCounters
 from hf_eco2ai.run.record import build_record, deliver_record
+from hf_eco2ai.telemetry import attributes as A
 from hf_eco2ai.telemetry.session import TelemetrySession
 from hf_eco2ai.telemetry.spans import OpenSpan, end_span, open_span
 from hf_eco2ai.windows import EnergyWindow, measure_window
@@ -307,7 +308,7 @@ class Run:
             self._frozen_end = self._last_activity
         self._late = True
         self.job = None
-        return self._end({"hf_eco2ai.run.ended_late": True}, error)
+        return self._end({A.RUN_ENDED_LATE: True}, error)
 
     def _abandon_in_child(self) -> None:
         if self._run is not None and os.getpid() != self._pid:
@@ -363,9 +364,9 @@ class Run:
         if error is None and self._total_steps:
             self.update_progress(1.0)
         final: dict[str, AttributeValue] = dict(attrs)
-        final["hf_eco2ai.training.samples"] = self.counters.run_samples
+        final[A.TRAINING_SAMPLES] = self.counters.run_samples
         if self.counters.run_tokens:
-            final["hf_eco2ai.training.tokens"] = self.counters.run_tokens
+            final[A.TRAINING_TOKENS] = self.counters.run_tokens
         final.update(self.projector.attributes())
         opened, self._run = self._run, None
         self._frozen_end = None
@@ -375,9 +376,9 @@ class Run:
         def efficiency(w: EnergyWindow) -> dict[str, AttributeValue]:
             out: dict[str, AttributeValue] = {}
             if samples:
-                out["hf_eco2ai.energy_per_sample.joules"] = w.energy_j / samples
+                out[A.ENERGY_PER_SAMPLE_JOULES] = w.energy_j / samples
             if tokens:
-                out["hf_eco2ai.energy_per_token.joules"] = w.energy_j / tokens
+                out[A.ENERGY_PER_TOKEN_JOULES] = w.energy_j / tokens
             return out
 
         window = self._close(opened, final, error, end=frozen, derived=efficiency)
@@ -410,7 +411,7 @@ class Run:
             return
         if self._epoch is not None:
             self.end_epoch({})
-        merged: dict[str, AttributeValue] = {"hf_eco2ai.epoch": epoch}
+        merged: dict[str, AttributeValue] = {A.EPOCH: epoch}
         merged.update(attrs or {})
         self._epoch = self._open(f"{self.prefix}.epoch", self._run, merged)
         self._epoch_index = epoch
@@ -454,7 +455,7 @@ class Run:
             self._step = self._open(
                 f"{self.prefix}.step",
                 self._epoch or self._run,
-                {"hf_eco2ai.global_step": next_step},
+                {A.GLOBAL_STEP: next_step},
             )
 
     def add_work(self, samples: int, tokens: int) -> None:
@@ -470,7 +471,7 @@ class Run:
             self.update_progress(global_step / self._total_steps)
         if self._step is not None:
             opened, self._step = self._step, None
-            self._close(opened, {"hf_eco2ai.global_step": global_step})
+            self._close(opened, {A.GLOBAL_STEP: global_step})
         if self.projector.should_stop and not self._stop_requested:
             return self._budget_stop()
         return False

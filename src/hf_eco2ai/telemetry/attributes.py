@@ -74,12 +74,21 @@ ENERGY_JOULES_LOW = PREFIX + "energy.joules.low"
 ENERGY_JOULES_HIGH = PREFIX + "energy.joules.high"
 EMISSIONS_GRAMS = PREFIX + "emissions.grams"
 ENERGY_METHOD = PREFIX + "energy.method"
-ENERGY_APPROXIMATE = PREFIX + "energy.approximate"
+ENERGY_EXTRAPOLATED = PREFIX + "energy.extrapolated"
 CARBON_INTENSITY = PREFIX + "carbon_intensity"
 GRID_ZONE = PREFIX + "grid.zone"
 GRID_SOURCE = PREFIX + "grid.source"
 PUE = PREFIX + "pue"
 DURATION_SECONDS = PREFIX + "duration.seconds"
+ENERGY_SCOPE = PREFIX + "energy.scope"
+ENERGY_HOST_JOULES = PREFIX + "energy.host.joules"
+ENERGY_BAND_COVERAGE = PREFIX + "energy.band.coverage"
+ENERGY_GAP_SECONDS = PREFIX + "energy.gap.seconds"
+HOST_OTHER_CPU_SHARE = PREFIX + "host.other_cpu_share"
+RUN_ENDED_LATE = PREFIX + "run.ended_late"
+DEVICE_IDS = PREFIX + "device.ids"
+DEVICE_TYPES = PREFIX + "device.types"
+DEVICE_JOULES = PREFIX + "device.joules"
 ENERGY_BY_TYPE = PREFIX + "energy.{hw.type}.joules"
 EMISSIONS_BY_TYPE = PREFIX + "emissions.{hw.type}.grams"
 
@@ -150,7 +159,12 @@ ATTRIBUTES: tuple[SpanAttribute, ...] = (
     _r(ENERGY_BY_TYPE, "double", EVERY_SPAN, "Energy (J) of one device type (`gpu`, `cpu`, `memory`)."),
     _r(EMISSIONS_BY_TYPE, "double", EVERY_SPAN, "Grams CO2e of one device type."),
     _r(ENERGY_METHOD, "string", EVERY_SPAN, "How the energy was obtained: the measurement methods, comma-separated.", PARAM),
-    _r(ENERGY_APPROXIMATE, "boolean", EVERY_SPAN, "True when the window was shorter than a counter update and was approximated."),
+    _r(ENERGY_SCOPE, "string", EVERY_SPAN, "Whose energy the span's totals are: `job` (this process tree's share of each device; see `energy.host.joules` for what the hardware drew)."),
+    _r(ENERGY_HOST_JOULES, "double", EVERY_SPAN, "Host scope: what the devices drew in the window, every process included (J, PUE applied)."),
+    _r(ENERGY_BAND_COVERAGE, "double", EVERY_SPAN, "Share of cases the band `[joules.low, joules.high]` covers (only when estimated devices contributed)."),
+    _r(ENERGY_GAP_SECONDS, "double", EVERY_SPAN, "Seconds of the window no reading covers (a stalled sampler): not extrapolated, not counted (only when > 0)."),
+    _r(HOST_OTHER_CPU_SHARE, "double", EVERY_SPAN, "Share of the host's busy CPU time used by other processes during the window (when known)."),
+    _r(ENERGY_EXTRAPOLATED, "boolean", EVERY_SPAN, "True when part of the window is not backed by a reading inside it (shorter than one sampler interval, a sampler gap, a stalled device); the method (measured or estimated) is `energy.method`."),
     _r(CARBON_INTENSITY, "double", EVERY_SPAN, "Mean carbon intensity over the span (g/kWh)."),
     _r(GRID_ZONE, "string", EVERY_SPAN, "Grid zone of the carbon intensity (country or region code).", PARAM),
     _r(GRID_SOURCE, "string", EVERY_SPAN, "Where the carbon intensity came from (table and year, live provider, config).", PARAM),
@@ -202,6 +216,10 @@ ATTRIBUTES: tuple[SpanAttribute, ...] = (
     _r(JOB_TRAINING_TOKENS, "int", RUN_DISTRIBUTED, "Training tokens of all reporting ranks (when known)."),
     _r(JOB_ENERGY_PER_SAMPLE_JOULES, "double", RUN_DISTRIBUTED, "Job energy per training sample (J)."),
     _r(JOB_COMPLETE, "boolean", RUN_DISTRIBUTED, "True when every rank reported."),
+    _r(RUN_ENDED_LATE, "boolean", RUN, "True when training left the run without an end event and it was ended at its last training event."),
+    _r(DEVICE_IDS, "string[]", "`measure()` spans", "`hw.id` of each measured device (parallel to `device.types` and `device.joules`)."),
+    _r(DEVICE_TYPES, "string[]", "`measure()` spans", "`hw.type` of each measured device."),
+    _r(DEVICE_JOULES, "double[]", "`measure()` spans", "Energy of each measured device in the window (J, job scope, PUE applied)."),
     _r(JOB_MISSING_RANKS, "int[]", RUN_DISTRIBUTED, "Ranks that did not report (only when some are missing)."),
 )  # fmt: skip
 

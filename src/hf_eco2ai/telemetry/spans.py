@@ -24,6 +24,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
 from hf_eco2ai.ledger import Snapshot
+from hf_eco2ai.telemetry import attributes as A
 from hf_eco2ai.windows import EnergyWindow
 
 Attributes = Mapping[str, AttributeValue]
@@ -79,33 +80,34 @@ def end_span(
 
 
 def window_attributes(window: EnergyWindow, pue: float) -> dict[str, AttributeValue]:
-    """The ``hf_eco2ai.*`` span attributes of a measured window."""
+    """The ``hf_eco2ai.*`` span attributes of a measured window (names: the registry,
+    :mod:`hf_eco2ai.telemetry.attributes`)."""
     attrs: dict[str, AttributeValue] = {
-        "hf_eco2ai.energy.joules": window.energy_j,
-        "hf_eco2ai.energy.joules.low": window.energy_low_j,
-        "hf_eco2ai.energy.joules.high": window.energy_high_j,
-        "hf_eco2ai.emissions.grams": window.emissions_g,
-        "hf_eco2ai.energy.method": window.method,
-        "hf_eco2ai.energy.approximate": window.approximate,
-        "hf_eco2ai.carbon_intensity": window.mean_intensity,
-        "hf_eco2ai.grid.zone": window.zone,
-        "hf_eco2ai.grid.source": window.source,
-        "hf_eco2ai.pue": pue,
-        "hf_eco2ai.duration.seconds": window.duration_s,
-        "hf_eco2ai.energy.scope": "job",
-        "hf_eco2ai.energy.host.joules": window.host_energy_j,
+        A.ENERGY_JOULES: window.energy_j,
+        A.ENERGY_JOULES_LOW: window.energy_low_j,
+        A.ENERGY_JOULES_HIGH: window.energy_high_j,
+        A.EMISSIONS_GRAMS: window.emissions_g,
+        A.ENERGY_METHOD: window.method,
+        A.ENERGY_EXTRAPOLATED: window.extrapolated,
+        A.CARBON_INTENSITY: window.mean_intensity,
+        A.GRID_ZONE: window.zone,
+        A.GRID_SOURCE: window.source,
+        A.PUE: pue,
+        A.DURATION_SECONDS: window.duration_s,
+        A.ENERGY_SCOPE: "job",
+        A.ENERGY_HOST_JOULES: window.host_energy_j,
     }
     if window.gap_s > 0.0:
-        attrs["hf_eco2ai.energy.gap.seconds"] = window.gap_s
+        attrs[A.ENERGY_GAP_SECONDS] = window.gap_s
     if window.band_coverage is not None:
-        attrs["hf_eco2ai.energy.band.coverage"] = window.band_coverage
+        attrs[A.ENERGY_BAND_COVERAGE] = window.band_coverage
     other = window.other_cpu_share
     if other is not None:
-        attrs["hf_eco2ai.host.other_cpu_share"] = other
+        attrs[A.HOST_OTHER_CPU_SHARE] = other
     for hw_type, joules in window.energy_by_type.items():
-        attrs[f"hf_eco2ai.energy.{hw_type}.joules"] = joules
+        attrs[A.energy_by_type(hw_type)] = joules
     for hw_type, grams in window.emissions_by_type.items():
-        attrs[f"hf_eco2ai.emissions.{hw_type}.grams"] = grams
+        attrs[A.emissions_by_type(hw_type)] = grams
     return attrs
 
 
