@@ -1,6 +1,9 @@
 """Idle cost of the sampler at 1 Hz, side by side with CodeCarbon and eco2ai.
 
-Usage: ``python benchmarks/idle_cost.py [--quick] [--duration 30] [--repeats 3] [--json FILE]``
+Usage: ``python benchmarks/idle_cost.py [--quick] [--duration 30] [--repeats 3] [--json FILE]``;
+``python benchmarks/idle_cost.py --profile 500``: what one tick of that monitor is made of
+(cProfile over 500 ``sampler.tick()`` calls in a loop, warm: the thread's ticks run cold, after
+a second asleep, and cost several times more, but in the same proportions roughly).
 
 Each measurement runs in a fresh worker process that starts one tracker, lets it settle
 (``--warmup``, 3 s: start-up is not steady state), then sleeps ``--duration`` seconds on its
@@ -163,6 +166,35 @@ def worker(tool: str, duration_s: float, warmup_s: float) -> dict[str, Any]:
     }
 
 
+def profile_ticks(ticks: int, top: int) -> None:
+    """cProfile of ``ticks`` calls of the real monitor's ``sampler.tick()`` (warm, in a loop),
+    after the CPU time per tick (``time.thread_time``) without the profiler."""
+    import cProfile
+    import logging
+    import pstats
+
+    from hf_eco2ai.config import CarbonConfig
+    from hf_eco2ai.monitor import EnergyMonitor
+
+    logging.getLogger("hf_eco2ai").setLevel(logging.ERROR)
+    monitor = EnergyMonitor(CarbonConfig(sample_interval=1.0))
+    sampler = monitor.sampler
+    for _ in range(20):
+        sampler.tick()
+    t0 = time.thread_time()
+    for _ in range(ticks):
+        sampler.tick()
+    per_tick = (time.thread_time() - t0) / ticks
+    print(f"tick() in a loop: {per_tick * 1e6:.1f} µs CPU per tick ({ticks} ticks, no profiler)")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(ticks):
+        sampler.tick()
+    profiler.disable()
+    monitor.close()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
+
+
 # ============================================================================ parent side
 def _loadavg() -> str:
     try:
@@ -282,8 +314,14 @@ def main(argv: list[str] | None = None) -> int:
         "--tools", default=",".join(TOOLS), help=f"comma-separated, of {', '.join(TOOLS)}"
     )
     parser.add_argument("--python", default=None, help="workers' interpreter (default: peers venv)")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="only profile N ticks (cProfile)"
+    )
     parser.add_argument("--worker", default=None, help=argparse_hidden())
     ns = parser.parse_args(argv)
+    if ns.profile:
+        profile_ticks(ns.profile, 30)
+        return 0
     duration = ns.duration or (5.0 if ns.quick else 30.0)
     if ns.worker is not None:
         print(RESULT_MARK + json.dumps(worker(ns.worker, duration, ns.warmup)), flush=True)
