@@ -55,6 +55,7 @@ bench: $(STAMP)
 	-bash benchmarks/setup_peers.sh
 	$(PY) benchmarks/core.py
 	$(PY) benchmarks/sampler.py --quick
+	$(PY) benchmarks/idle_cost.py --quick
 	$(PY) benchmarks/scale.py --quick
 	$(PY) benchmarks/memory.py --quick
 	$(PY) -m pytest tests/performance -q --benchmark-only --benchmark-sort=name \

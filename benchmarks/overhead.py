@@ -284,11 +284,21 @@ class ReportTimer:
         self._module.write_run_report = self._original
 
 
-def _our_energy_kwh(trainer: Any) -> float | None:
+def _attached_callback(trainer: Any) -> Any:
+    """The callback the instrumentor attached to a Trainer: it keeps it out of the Trainer's
+    list (issue 13 §7) and forgets it at ``uninstrument()``, so read it before stopping."""
+    from hf_eco2ai.instrumentor import _ATTACHED
+
+    return _ATTACHED.get(trainer)
+
+
+def _our_energy_kwh(trainer: Any, attached: Any = None) -> float | None:
     """Energy our callback measured for the run (best effort, for the sanity column)."""
     callbacks = list(getattr(trainer, "callbacks", []) or [])
     handler = getattr(trainer, "callback_handler", None)
     callbacks += list(getattr(handler, "callbacks", []) or [])
+    if attached is not None:
+        callbacks.append(attached)
     for cb in callbacks:
         run = getattr(cb, "run", None)
         window = getattr(run, "last_window", None)
@@ -339,6 +349,7 @@ def run_job(variant: str, job: Job, workdir: Path) -> dict[str, Any]:
             wall2, cpu2 = time.perf_counter(), time.process_time()
             trainer.fit(module, train, val)
         wall3, cpu3 = time.perf_counter(), time.process_time()
+        attached = _attached_callback(trainer) if variant.startswith("hf-eco2ai") else None
         tracker.stop()
         wall4, cpu4 = time.perf_counter(), time.process_time()
         main4 = time.thread_time()
@@ -351,7 +362,7 @@ def run_job(variant: str, job: Job, workdir: Path) -> dict[str, Any]:
         report_timer.restore()
     energy = tracker.energy_kwh
     if variant.startswith("hf-eco2ai"):
-        energy = _our_energy_kwh(trainer)
+        energy = _our_energy_kwh(trainer, attached)
     elif variant == "eco2ai":
         energy = _eco2ai_energy_kwh(workdir)
     return {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every benchmark at full size, as published in docs/benchmarks.md: tables and JSON under
 # benchmarks/results/ (gitignored), with the load average before and after each one.
-# Takes about 45 minutes on 2 cores (the overhead pairs 35). Run it on a quiet machine (check `uptime` first).
+# Takes about 50 minutes on 2 cores (the overhead pairs 35, the idle cost 5). Run it on a quiet machine (check `uptime` first).
 #
 # Usage: bash benchmarks/run_full.sh [benchmark ...]   (default: all; names: core sampler
-#        scale memory hot-path overhead profile)
+#        idle scale memory hot-path overhead profile)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -12,7 +12,7 @@ PY="${PY:-.venv/bin/python}"
 OUT="benchmarks/results"
 mkdir -p "$OUT"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(core sampler scale memory hot-path overhead profile)
+[ ${#names[@]} -gt 0 ] || names=(core sampler idle scale memory hot-path overhead profile)
 
 run() {  # name, command...
   local name="$1"
@@ -31,6 +31,10 @@ for name in "${names[@]}"; do
   case "$name" in
     core) run core "$PY" benchmarks/core.py ;;
     sampler) run sampler "$PY" benchmarks/sampler.py --json "$OUT/sampler.json" ;;
+    idle)
+      bash benchmarks/setup_peers.sh
+      run idle-cost "$PY" benchmarks/idle_cost.py --json "$OUT/idle-cost.json"
+      ;;
     scale) run scale "$PY" benchmarks/scale.py --json "$OUT/scale.json" ;;
     memory) run memory "$PY" benchmarks/memory.py --json "$OUT/memory.json" ;;
     hot-path)

@@ -184,3 +184,20 @@ def test_profile_run_names_our_entry_points() -> None:
     ):
         assert label in proc.stdout, label
     assert "| 64 |" in proc.stdout  # one call per step
+
+
+def test_idle_cost_reads_the_clocks_of_our_two_threads_in_a_worker() -> None:
+    import idle_cost
+
+    lines: list[str] = []
+    result = idle_cost.run(["hf-eco2ai"], sys.executable, 1.0, 0.3, 1, lines.append)
+    (run,) = result["runs"]
+    assert run["tool"] == "hf-eco2ai"
+    assert run["method"] == "threads"  # our threads live across the window
+    assert set(run["threads_at_start"]) == set(idle_cost.OUR_THREADS)
+    assert set(run["per_thread_pct"]) == set(idle_cost.OUR_THREADS)
+    assert run["pct_of_core"] == pytest.approx(sum(run["per_thread_pct"].values()))
+    assert run["process_pct"] >= 0.0 and run["duration_s"] >= 1.0
+    summary = result["summary"]["hf-eco2ai"]
+    assert summary["min_pct"] == summary["median_pct"] == summary["max_pct"]
+    assert len(lines) == 1 and "hf-eco2ai" in lines[0]
