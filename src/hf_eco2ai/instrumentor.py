@@ -268,8 +268,9 @@ _dispatch_failed = False
 
 
 def _call_event_wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-    cb = _HIDDEN.get(instance)
-    if cb is not None and args and args[0] in _DISPATCHED:
+    # per Trainer event (several per step): the cheap membership test first
+    cb = _HIDDEN.get(instance) if args and args[0] in _DISPATCHED else None
+    if cb is not None:
         try:
             event, rest = args[0], args[1:]
             getattr(cb, event)(*rest, model=getattr(instance, "model", None), **kwargs)

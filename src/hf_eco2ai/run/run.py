@@ -118,6 +118,7 @@ class Run:
         self._last_activity: tuple[Snapshot, int] | None = None
         self._late = False
         self._stop_requested = False
+        self._latest = session.monitor.ledger.snapshot  # bound once: one call per step
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -466,7 +467,7 @@ class Run:
         """Count one optimizer step (O(1)); True when the framework should stop training now
         (a budget with ``budget_action='stop'`` was exceeded, on a single-rank run)."""
         self.counters.add(1, samples, tokens)
-        self._last_activity = (self.session.monitor.snapshot(), time.monotonic_ns())
+        self._last_activity = (self._latest(), time.monotonic_ns())
         if self._project_every and global_step % self._project_every == 0:
             self.update_progress(global_step / self._total_steps)
         if self._step is not None:
