@@ -10,7 +10,7 @@ Usage: ``python benchmarks/core.py [--gpus 8] [--ticks 2000] [--json]`` (``make 
   (budget < 1 % of one core at 10 Hz).
 
 The helpers here (fake GPUs, a RAPL tree, monitors built through the production discovery)
-are shared by ``sampler.py``, ``scale.py`` and ``memory.py``.
+are shared by ``sampling_thread.py``, ``scale.py`` and ``memory.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tests.fakes.fake_nvml import FakeGpu, FakeNVML  # noqa: E402
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity  # noqa: E402
 from hf_eco2ai.config import CarbonConfig  # noqa: E402
-from hf_eco2ai.monitor import EnergyMonitor  # noqa: E402
+from hf_eco2ai.energy_monitor import EnergyMonitor  # noqa: E402
 from hf_eco2ai.sensors.base import Sensor  # noqa: E402
 from hf_eco2ai.sensors.nvml import NvmlSensor  # noqa: E402
 from hf_eco2ai.sensors.ram_model import RamModelSensor  # noqa: E402

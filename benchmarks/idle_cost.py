@@ -78,7 +78,7 @@ def _start_tool(tool: str, workdir: Path) -> tuple[Callable[[], None], str]:
     """Start ``tool`` idle at 1 Hz; its stop function and a description of what ran."""
     if tool == "hf-eco2ai":
         from hf_eco2ai.config import CarbonConfig
-        from hf_eco2ai.monitor import EnergyMonitor
+        from hf_eco2ai.energy_monitor import EnergyMonitor
 
         monitor = EnergyMonitor(CarbonConfig(sample_interval=1.0))
         monitor.start()
@@ -174,7 +174,7 @@ def profile_ticks(ticks: int, top: int) -> None:
     import pstats
 
     from hf_eco2ai.config import CarbonConfig
-    from hf_eco2ai.monitor import EnergyMonitor
+    from hf_eco2ai.energy_monitor import EnergyMonitor
 
     logging.getLogger("hf_eco2ai").setLevel(logging.ERROR)
     monitor = EnergyMonitor(CarbonConfig(sample_interval=1.0))

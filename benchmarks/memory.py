@@ -90,7 +90,7 @@ def steps_run(steps: int, step_span_every: int) -> dict[str, Any]:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
     from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor
-    from hf_eco2ai import monitor as monitor_module
+    from hf_eco2ai import energy_monitor as monitor_module
 
     logging.getLogger("hf_eco2ai").setLevel(logging.ERROR)
     monitor_module.set_monitor_factory(fake_monitor)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cli import emit, make_parser
 from core import discover, make_monitor
 
-from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.energy_monitor import EnergyMonitor
 
 BUDGET_PCT_1HZ_8GPU = 0.5
 GPUS = (1, 8)

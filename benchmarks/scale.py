@@ -41,10 +41,10 @@ from core import discover, make_monitor
 from overhead import _NullSpanExporter
 
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.energy_monitor import EnergyMonitor
+from hf_eco2ai.energy_windows import measure_window
 from hf_eco2ai.run import Run
 from hf_eco2ai.telemetry.session import TelemetrySession
-from hf_eco2ai.windows import measure_window
 
 GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64)
 

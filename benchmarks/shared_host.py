@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cli import emit, make_parser
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
-from hf_eco2ai.ledger import Ledger
-from hf_eco2ai.sampler import Sampler
+from hf_eco2ai.energy_ledger import Ledger
+from hf_eco2ai.energy_windows import measure_window, shared_host_note
+from hf_eco2ai.sampling_thread import Sampler
 from hf_eco2ai.sensors.cpu_model import CpuTdpSensor
-from hf_eco2ai.windows import measure_window, shared_host_note
 
 SPINNER = "while True: pass"
 

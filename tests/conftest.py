@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from hf_eco2ai import monitor as monitor_module
+from hf_eco2ai import energy_monitor as monitor_module
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.energy_monitor import EnergyMonitor
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading
 
 
@@ -100,8 +100,4 @@ def fake_devices() -> Iterator[None]:
         yield
     finally:
         monitor_module.set_monitor_factory(None)
-        shared = monitor_module.shared_monitor()
-        if shared is not None:
-            shared.close()
-            monitor_module._SHARED = None
-            monitor_module._REFS = 0
+        monitor_module.close_shared_monitor()

@@ -40,10 +40,10 @@ REQUIRED_ENTRY_POINTS: dict[str, dict[str, str]] = {
     "opentelemetry_metrics_exporter": {"mlflow": "hf_eco2ai.exporters.mlflow:MLflowMetricExporter"},
     "opentelemetry_traces_exporter": {"mlflow": "hf_eco2ai.exporters.mlflow:MLflowSpanExporter"},
     "lightning.pytorch.callbacks_factory": {
-        "hf_eco2ai": "hf_eco2ai.integrations.lightning:lightning_callbacks_factory"
+        "hf_eco2ai": "hf_eco2ai.integrations.lightning_callback:lightning_callbacks_factory"
     },
     "pytorch_lightning.callbacks_factory": {
-        "hf_eco2ai": "hf_eco2ai.integrations.lightning:pytorch_lightning_callbacks_factory"
+        "hf_eco2ai": "hf_eco2ai.integrations.lightning_callback:pytorch_lightning_callbacks_factory"
     },
 }
 IGNORED_PARTS = {"__pycache__", ".ipynb_checkpoints"}

@@ -21,7 +21,7 @@ from hf_eco2ai.integrations.measure import Measure, Measurement, measure
 from hf_eco2ai.version import __version__
 
 if TYPE_CHECKING:
-    from hf_eco2ai.integrations.transformers import Eco2AICallback
+    from hf_eco2ai.integrations.transformers_callback import Eco2AICallback
 
 __all__ = [
     "CarbonConfig",
@@ -38,7 +38,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # Eco2AICallback subclasses transformers.TrainerCallback: import transformers only on use.
     if name == "Eco2AICallback":
-        from hf_eco2ai.integrations.transformers import Eco2AICallback
+        from hf_eco2ai.integrations.transformers_callback import Eco2AICallback
 
         return Eco2AICallback
     raise AttributeError(f"module 'hf_eco2ai' has no attribute {name!r}")

@@ -9,14 +9,17 @@ _seen: set[str] = set()
 _lock = threading.Lock()
 
 
-def warn_once(logger: logging.Logger, key: str, msg: str, *args: object) -> None:
-    """``logger.warning(msg, *args)`` the first time ``key`` is seen in this process."""
+def warn_once(
+    logger: logging.Logger, key: str, msg: str, *args: object, level: int = logging.WARNING
+) -> None:
+    """``logger.log(level, msg, *args)`` the first time ``key`` is seen in this process (at
+    ``WARNING`` unless told otherwise), DEBUG after."""
     with _lock:
         if key in _seen:
             logger.debug(msg, *args)
             return
         _seen.add(key)
-    logger.warning(msg, *args)
+    logger.log(level, msg, *args)
 
 
 def reset_once() -> None:

@@ -22,11 +22,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from hf_eco2ai._text import format_table
 from hf_eco2ai.config import CarbonConfig, ConfigError, field_names
-from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.energy_monitor import EnergyMonitor
+from hf_eco2ai.energy_windows import measure_window, shared_host_note
+from hf_eco2ai.outputs.text_table import format_table
 from hf_eco2ai.version import __version__
-from hf_eco2ai.windows import measure_window, shared_host_note
 
 
 def doctor_report(config: CarbonConfig, seconds: float) -> dict[str, Any]:

@@ -45,11 +45,10 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from hf_eco2ai._state import active_session, set_active_session
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.run import InstrumentationRemoved, open_runs
 from hf_eco2ai.run.sigterm import SigtermHandler, flush_providers
-from hf_eco2ai.telemetry.session import TelemetrySession
+from hf_eco2ai.telemetry.session import TelemetrySession, active_session, set_active_session
 
 _LOG = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ _HIDDEN: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 def _callback_for(trainer: Any) -> Any:
     """The callback measuring ``trainer``: the user's explicit one, else ours (attached once)."""
-    from hf_eco2ai.integrations.transformers import Eco2AICallback, rows_per_sample
+    from hf_eco2ai.integrations.transformers_callback import Eco2AICallback, rows_per_sample
 
     handler = getattr(trainer, "callback_handler", None)
     cb = _ATTACHED.get(trainer)

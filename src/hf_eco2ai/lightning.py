@@ -3,7 +3,7 @@
 Importing this module imports no Lightning. Constructing the callback returns an instance of
 the class built for the Trainer's namespace (``lightning.pytorch`` or ``pytorch_lightning``):
 the ``namespace=`` argument when given, else the namespace that is imported (``lightning.pytorch``
-when both are). See :mod:`hf_eco2ai.integrations.lightning` and ``docs/lightning.md``.
+when both are). See :mod:`hf_eco2ai.integrations.lightning_callback` and ``docs/lightning.md``.
 
 Example:
     >>> import pytorch_lightning as pl
@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from hf_eco2ai.integrations.lightning import (
+from hf_eco2ai.integrations.lightning_callback import (
     Eco2AILightningCallback,
     batch_size_and_tokens,
     callback_class,

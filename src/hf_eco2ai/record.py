@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hf_eco2ai.ledger import History
+from hf_eco2ai.energy_ledger import History
+from hf_eco2ai.energy_windows import EnergyWindow
 from hf_eco2ai.projection import Projection
 from hf_eco2ai.sensors.base import DeviceInfo
-from hf_eco2ai.windows import EnergyWindow
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hf_eco2ai.ledger import History
+from hf_eco2ai.energy_ledger import History
+from hf_eco2ai.energy_windows import EnergyWindow
 from hf_eco2ai.record import DeviceTotal, RunRecord
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
-from hf_eco2ai.windows import EnergyWindow
 
 CPU = DeviceInfo("cpu", HwType.CPU, "Test CPU", "test", Method.TDP_MODEL)
 

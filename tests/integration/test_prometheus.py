@@ -11,7 +11,7 @@ installs it), all on 127.0.0.1 with free ports and a temporary TSDB:
 * ``fake-gpu``: this test process instruments itself (``HFEco2AIInstrumentor``) with a
   ``PrometheusMetricReader`` served by ``prometheus_client``, measuring one GPU through the real
   ``NvmlSensor`` over the fake NVML of ``tests/fakes`` (set with
-  ``hf_eco2ai.monitor.set_monitor_factory``). The GPU-only panels (``hw.gpu.*``) are proven on it.
+  ``hf_eco2ai.energy_monitor.set_monitor_factory``). The GPU-only panels (``hw.gpu.*``) are proven on it.
 
 The scrape config adds a ``service_name`` label per target, as ``collector-config/
 prometheus-direct.yml`` tells users to (the Python exporter keeps the resource in
@@ -289,9 +289,9 @@ class FakeGpuTarget:
         from prometheus_client import CollectorRegistry, start_http_server
 
         from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
-        from hf_eco2ai import monitor as monitor_module
+        from hf_eco2ai import energy_monitor as monitor_module
         from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
-        from hf_eco2ai.monitor import EnergyMonitor
+        from hf_eco2ai.energy_monitor import EnergyMonitor
         from hf_eco2ai.sensors.nvml import NvmlSensor
         from tests.fakes.fake_nvml import FakeGpu, FakeNVML
 

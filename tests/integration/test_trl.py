@@ -5,7 +5,7 @@ They subclass ``transformers.Trainer`` and override ``training_step`` (calling `
 each micro-batch is counted once. Tiny models from configs, a tokenizer trained here
 (``tests/integration/scripts/trl_tiny.py``), no Hub.
 
-What is counted (``batch_size_and_tokens`` in ``hf_eco2ai.integrations.transformers``):
+What is counted (``batch_size_and_tokens`` in ``hf_eco2ai.integrations.transformers_callback``):
 samples are dataset examples and tokens the elements of each micro-batch's ``input_ids``
 (padding included). SFT: one row per example. DPO and reward modelling stack the chosen and the
 rejected sequence of every pair in one batch: the integration counts a pair as **one** sample
@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
-from hf_eco2ai import monitor as monitor_module
+from hf_eco2ai import energy_monitor as monitor_module
 from tests.conftest import fake_monitor
 
 REPO = Path(__file__).resolve().parents[2]

@@ -40,7 +40,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import CallbackHandler
 
 from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor
-from hf_eco2ai import monitor as monitor_module
+from hf_eco2ai import energy_monitor as monitor_module
 from hf_eco2ai.instrumentor import _callback_for, _trainer_training_step_wrapper
 from tests.conftest import fake_monitor
 

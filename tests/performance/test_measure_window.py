@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import hf_eco2ai
 from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
-from hf_eco2ai import monitor as monitor_module
+from hf_eco2ai import energy_monitor as monitor_module
 from tests.conftest import fake_monitor
 
 BUDGET_US = 20.0

@@ -19,8 +19,8 @@ import pytest
 import wrapt
 
 from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
-from hf_eco2ai._state import active_session
 from hf_eco2ai.config import ConfigError, env_var_name, field_names
+from hf_eco2ai.telemetry.session import active_session
 
 HOSTILE_ENV = [
     "",

@@ -15,7 +15,7 @@ from train_hf import make_trainer
 from transformers import TrainerCallback
 
 from hf_eco2ai import HFEco2AIInstrumentor, monitor
-from hf_eco2ai._state import active_session
+from hf_eco2ai.telemetry.session import active_session
 from tests.reliability.conftest import (
     RUN,
     Telemetry,

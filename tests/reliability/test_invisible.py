@@ -65,7 +65,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from hf_eco2ai import CarbonConfig
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
-from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.energy_monitor import EnergyMonitor
 from hf_eco2ai.run import Run
 from hf_eco2ai.telemetry.session import TelemetrySession
 
@@ -172,8 +172,7 @@ def test_same_seed_lightning_fit_is_bit_identical_with_and_without_instrumentati
         trainer = pl.Trainer(
             max_epochs=2,
             default_root_dir=str(root),
-            logger=False,
-            enable_checkpointing=False,
+            logger=False,  # Lightning writes its checkpoints there: so does hf-eco2ai
             enable_progress_bar=False,
             enable_model_summary=False,
         )

@@ -15,8 +15,8 @@ import pytest
 import wrapt
 
 from hf_eco2ai import HFEco2AIInstrumentor, monitor
-from hf_eco2ai._state import active_session
 from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.telemetry.session import active_session
 from tests.reliability.conftest import Telemetry, open_fds, sampler_threads
 
 CYCLES = 100

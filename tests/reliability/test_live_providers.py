@@ -20,7 +20,7 @@ import pytest
 from hf_eco2ai import CarbonConfig
 from hf_eco2ai.carbon.intensity import CarbonIntensity
 from hf_eco2ai.carbon.providers import ElectricityMapsProvider
-from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.energy_monitor import EnergyMonitor
 from hf_eco2ai.telemetry.session import TelemetrySession
 from tests.conftest import FAKE_CPU, ConstantSensor
 from tests.reliability.conftest import Telemetry

@@ -22,7 +22,7 @@ from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor, monito
 from hf_eco2ai.run import Run, end_open_runs, open_runs
 from hf_eco2ai.run.registry import _end_open_runs_at_exit
 from hf_eco2ai.run.sigterm import SigtermHandler
-from hf_eco2ai.sampler import _LIVE
+from hf_eco2ai.sampling_thread import _LIVE
 from tests.reliability.conftest import (
     REPO,
     RUN,

@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 from hf_eco2ai.carbon.intensity import CarbonIntensity
 from hf_eco2ai.config import CarbonConfig, ConfigError, env_var_name, field_names, field_specs
 from hf_eco2ai.config_fields import Number
-from hf_eco2ai.ledger import J_PER_KWH, Ledger
-from hf_eco2ai.sampler import Sampler
+from hf_eco2ai.energy_ledger import J_PER_KWH, Ledger
+from hf_eco2ai.energy_windows import measure_window
+from hf_eco2ai.sampling_thread import Sampler
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading, SensorError
-from hf_eco2ai.windows import measure_window
 from tests.fakes.synthetic import FakeClock
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -24,7 +24,7 @@ from train_hf import make_trainer
 from hf_eco2ai import CarbonConfig, monitor
 from hf_eco2ai.carbon.location import resolve_intensity
 from hf_eco2ai.carbon.providers import ELECTRICITYMAPS_TOKEN_ENV
-from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.energy_monitor import EnergyMonitor
 from hf_eco2ai.outputs.emissions_csv import CSV_COLUMNS, csv_safe
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
 from tests.conftest import ConstantSensor

@@ -19,9 +19,9 @@ import pytest
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.ledger import DeviceStatus, Ledger
-from hf_eco2ai.monitor import EnergyMonitor
-from hf_eco2ai.sampler import Sampler
+from hf_eco2ai.energy_ledger import DeviceStatus, Ledger
+from hf_eco2ai.energy_monitor import EnergyMonitor
+from hf_eco2ai.sampling_thread import Sampler
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading
 from hf_eco2ai.sensors.discovery import discover_sensors
 from hf_eco2ai.sensors.nvml import NvmlSensor

@@ -44,9 +44,9 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from transformers import TrainerControl, TrainerState, TrainingArguments  # noqa: E402
 
 from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor  # noqa: E402
-from hf_eco2ai import monitor as monitor_module  # noqa: E402
+from hf_eco2ai import energy_monitor as monitor_module  # noqa: E402
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity  # noqa: E402
-from hf_eco2ai.monitor import EnergyMonitor  # noqa: E402
+from hf_eco2ai.energy_monitor import EnergyMonitor  # noqa: E402
 from hf_eco2ai.sensors.cpu_model import CpuTdpSensor  # noqa: E402
 from hf_eco2ai.sensors.nvml import NvmlSensor  # noqa: E402
 from hf_eco2ai.sensors.ram_model import RamModelSensor  # noqa: E402

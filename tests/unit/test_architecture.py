@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "hf_eco2ai.errors",
         "hf_eco2ai.version",
         "hf_eco2ai._logging",
-        "hf_eco2ai._text",
+        "hf_eco2ai.outputs.text_table",
         "hf_eco2ai.carbon.countries",
         "hf_eco2ai.carbon.intensity",
         "hf_eco2ai.carbon.tables",
@@ -32,15 +32,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("hf_eco2ai.sensors", "hf_eco2ai.carbon"),
     (
-        "hf_eco2ai.ledger",
-        "hf_eco2ai.sampler",
-        "hf_eco2ai.increments",
-        "hf_eco2ai.windows",
-        "hf_eco2ai.monitor",
+        "hf_eco2ai.energy_ledger",
+        "hf_eco2ai.sampling_thread",
+        "hf_eco2ai.energy_increments",
+        "hf_eco2ai.energy_windows",
+        "hf_eco2ai.energy_monitor",
         "hf_eco2ai.projection",
         "hf_eco2ai.distributed",
     ),
-    ("hf_eco2ai.telemetry", "hf_eco2ai._state", "hf_eco2ai.record", "hf_eco2ai.outputs"),
+    ("hf_eco2ai.telemetry", "hf_eco2ai.telemetry.session", "hf_eco2ai.record", "hf_eco2ai.outputs"),
     ("hf_eco2ai.run",),
     ("hf_eco2ai.integrations", "hf_eco2ai.lightning"),
     ("hf_eco2ai.instrumentor", "hf_eco2ai.cli", "hf_eco2ai.exporters", "hf_eco2ai"),
@@ -153,5 +153,5 @@ def test_no_import_circle() -> None:
 
 def test_the_check_sees_lazy_and_typing_imports() -> None:
     """The graph is not vacuous: a lazy import inside a function is an edge."""
-    assert "hf_eco2ai.integrations.transformers" in GRAPH["hf_eco2ai.instrumentor"]
+    assert "hf_eco2ai.integrations.transformers_callback" in GRAPH["hf_eco2ai.instrumentor"]
     assert "hf_eco2ai.run.run" in GRAPH["hf_eco2ai.run"]

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NoOpTracerProvider
 
 from hf_eco2ai import CarbonConfig
-from hf_eco2ai import monitor as monitor_module
+from hf_eco2ai import energy_monitor as monitor_module
 from hf_eco2ai.distributed import (
     IDENTITY_ATTRIBUTES,
     JobAccounting,
@@ -309,7 +309,7 @@ def test_host_devices_on_nonzero_local_rank_warn_once(
 
 def test_no_warning_without_host_devices() -> None:
     from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
-    from hf_eco2ai.monitor import EnergyMonitor
+    from hf_eco2ai.energy_monitor import EnergyMonitor
 
     monitor = EnergyMonitor(
         CarbonConfig(), sensors=[], intensity=StaticIntensity(CarbonIntensity(1.0, "XX", "config"))
@@ -537,8 +537,8 @@ def test_finish_job_failure_is_contained(
 def test_framework_rank_facts() -> None:
     from types import SimpleNamespace
 
-    from hf_eco2ai.integrations.lightning import lightning_rank_facts
-    from hf_eco2ai.integrations.transformers import trainer_rank_facts
+    from hf_eco2ai.integrations.lightning_callback import lightning_rank_facts
+    from hf_eco2ai.integrations.transformers_callback import trainer_rank_facts
 
     class Raising:
         @property

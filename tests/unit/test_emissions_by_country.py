@@ -10,8 +10,8 @@ import pytest
 from hf_eco2ai.carbon import tables
 from hf_eco2ai.carbon.intensity import CarbonIntensity
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.ledger import J_PER_KWH
-from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.energy_ledger import J_PER_KWH
+from hf_eco2ai.energy_monitor import EnergyMonitor
 from tests.conftest import FAKE_CPU, FAKE_GPU, ConstantSensor
 
 

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity
-from hf_eco2ai.ledger import DeviceStatus, Ledger, combined_coverage, empty_snapshot
+from hf_eco2ai.energy_ledger import DeviceStatus, Ledger, combined_coverage, empty_snapshot
 from hf_eco2ai.sensors.bands import RAM_MODEL_BAND, TDP_TABLE_BAND
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
 from hf_eco2ai.sensors.process_share import JobScope

@@ -21,8 +21,8 @@ from opentelemetry.trace import StatusCode
 from torch.utils.data import DataLoader, Dataset
 
 from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
-from hf_eco2ai import monitor as monitor_module
-from hf_eco2ai.integrations import lightning as integration
+from hf_eco2ai import energy_monitor as monitor_module
+from hf_eco2ai.integrations import lightning_callback as integration
 from hf_eco2ai.lightning import (
     Eco2AILightningCallback,
     batch_size_and_tokens,
@@ -699,3 +699,31 @@ def test_infinite_training_sets_no_total(session_cb: tuple[Any, FakeTrainer]) ->
     cb.on_train_start(trainer, None)
     assert cb.run._total_steps == 10
     cb.on_fit_end(trainer, None)
+
+
+def test_injected_callback_writes_a_report_only_where_lightning_writes_files(
+    tmp_path: Any,
+) -> None:
+    """Would catch: the instrumentation leaving files where Lightning itself writes none (a
+    ``memory://`` root, ``logger=False, enable_checkpointing=False``): Lightning's own tests see
+    them as artifacts left behind."""
+    from types import SimpleNamespace
+
+    from hf_eco2ai.integrations.lightning_callback import _framework_dir, _run_config
+
+    config = CarbonConfig()
+    writes = SimpleNamespace(
+        default_root_dir=str(tmp_path), loggers=[object()], checkpoint_callback=None
+    )
+    silent = SimpleNamespace(default_root_dir=str(tmp_path), loggers=[], checkpoint_callback=None)
+    remote = SimpleNamespace(
+        default_root_dir="memory://x", loggers=[object()], checkpoint_callback=None
+    )
+    assert _framework_dir(remote) is None
+    assert _run_config(config, writes, _framework_dir(writes), True).write_report
+    assert not _run_config(config, silent, _framework_dir(silent), True).write_report
+    assert not _run_config(config, remote, _framework_dir(remote), True).write_report
+    # an explicit callback, or an explicit output_dir, always gets its report
+    assert _run_config(config, silent, _framework_dir(silent), False).write_report
+    explicit_dir = config.replace(output_dir=str(tmp_path / "r"))
+    assert _run_config(explicit_dir, remote, None, True).write_report

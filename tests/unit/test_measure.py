@@ -24,12 +24,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import hf_eco2ai
 from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
-from hf_eco2ai import monitor as monitor_module
+from hf_eco2ai import energy_monitor as monitor_module
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
+from hf_eco2ai.energy_monitor import EnergyMonitor
 from hf_eco2ai.integrations import measure as measure_module
 from hf_eco2ai.integrations.measure import DEVICE_IDS, DEVICE_JOULES, DEVICE_TYPES
-from hf_eco2ai.monitor import EnergyMonitor
-from hf_eco2ai.sampler import Sampler
+from hf_eco2ai.sampling_thread import Sampler
 from hf_eco2ai.sensors.base import HwType
 from tests.fakes.synthetic import FakeClock, TraceSensor
 
@@ -83,11 +83,7 @@ def devices(clock: FakeClock) -> Iterator[Devices]:
         yield factory
     finally:
         monitor_module.set_monitor_factory(None)
-        shared = monitor_module.shared_monitor()
-        if shared is not None:
-            shared.close()
-            monitor_module._SHARED = None
-            monitor_module._REFS = 0
+        monitor_module.close_shared_monitor()
 
 
 @pytest.fixture
@@ -559,8 +555,8 @@ def test_real_gpu_window_standalone(provider: Any, exporter: InMemorySpanExporte
 
 
 def test_devices_sharing_an_id_are_summed_and_the_window_is_exact() -> None:
+    from hf_eco2ai.energy_ledger import Ledger
     from hf_eco2ai.integrations.measure_result import compute_measurement
-    from hf_eco2ai.ledger import Ledger
     from hf_eco2ai.sensors.base import DeviceInfo, Method
 
     package = DeviceInfo("cpu", HwType.CPU, "Package", "Acme", Method.RAPL)

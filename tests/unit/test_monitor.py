@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from hf_eco2ai import monitor as monitor_module
+from hf_eco2ai import energy_monitor as monitor_module
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.monitor import EnergyMonitor, acquire_monitor, release_monitor, shared_monitor
+from hf_eco2ai.energy_monitor import EnergyMonitor, acquire_monitor, release_monitor, shared_monitor
 from tests.conftest import FAKE_CPU, FAKE_GPU, ConstantSensor
 
 CI = StaticIntensity(CarbonIntensity(50.0, "FR", "config"))

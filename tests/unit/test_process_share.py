@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
-from hf_eco2ai.ledger import Ledger
-from hf_eco2ai.sampler import Sampler
+from hf_eco2ai.energy_ledger import Ledger
+from hf_eco2ai.sampling_thread import Sampler
 from hf_eco2ai.sensors import process_share
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading
 from hf_eco2ai.sensors.process_share import (

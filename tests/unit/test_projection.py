@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
 from hf_eco2ai.carbon.intensity import StaticIntensity
-from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.energy_monitor import EnergyMonitor
 from hf_eco2ai.projection import Projector
 from hf_eco2ai.run import Run
 from hf_eco2ai.telemetry.session import TelemetrySession

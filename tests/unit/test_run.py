@@ -6,7 +6,7 @@ import pytest
 
 from hf_eco2ai import CarbonConfig
 from hf_eco2ai.carbon.intensity import StaticIntensity
-from hf_eco2ai.monitor import EnergyMonitor
+from hf_eco2ai.energy_monitor import EnergyMonitor
 from hf_eco2ai.run import Run, summary_line
 from hf_eco2ai.telemetry.session import TelemetrySession
 from tests.conftest import FAKE_GPU, FAKE_INTENSITY, ConstantSensor

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
-from hf_eco2ai.ledger import Ledger
-from hf_eco2ai.sampler import Sampler
+from hf_eco2ai.energy_ledger import Ledger
+from hf_eco2ai.sampling_thread import Sampler
 from hf_eco2ai.sensors.base import DeviceLostError, HwType, Method, Reading
 from tests.fakes.synthetic import FakeClock, TraceSensor, integrate
 
@@ -122,7 +122,7 @@ def test_transient_error_is_contained_counted_logged_once(caplog: pytest.LogCapt
     bad = TraceSensor(clock, lambda t: 100.0, hw_id="bad", fail_at=frozenset({3, 4, 5}))
     good = TraceSensor(clock, lambda t: 10.0, hw_type=HwType.CPU, hw_id="good")
     sampler = make([bad, good], clock)
-    with caplog.at_level(logging.WARNING, logger="hf_eco2ai.sampler"):
+    with caplog.at_level(logging.WARNING, logger="hf_eco2ai.sampling_thread"):
         run(sampler, clock, 10.0, 1.0)
     snap = sampler.ledger.snapshot()
     assert sampler.read_errors == 3

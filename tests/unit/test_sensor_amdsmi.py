@@ -844,7 +844,7 @@ def test_metrics_carry_vendor_amd_and_count_the_card_once() -> None:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
-    from hf_eco2ai.monitor import EnergyMonitor
+    from hf_eco2ai.energy_monitor import EnergyMonitor
     from hf_eco2ai.telemetry.metrics import EnergyMetrics
 
     fake = FakeAmdSmi(mi250(utilization=55))

@@ -438,8 +438,8 @@ def test_sampler_clamps_an_interval_too_long_to_unwrap(
 
     from hf_eco2ai._logging import reset_once
     from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
-    from hf_eco2ai.ledger import Ledger
-    from hf_eco2ai.sampler import Sampler
+    from hf_eco2ai.energy_ledger import Ledger
+    from hf_eco2ai.sampling_thread import Sampler
 
     reset_once()
     root = tmp_path / "powercap"
@@ -447,7 +447,7 @@ def test_sampler_clamps_an_interval_too_long_to_unwrap(
     sensor = RaplSensor.create(str(root))
     assert sensor is not None
     ci = StaticIntensity(CarbonIntensity(1.0, "XX", "t"))
-    with caplog.at_level(logging.WARNING, logger="hf_eco2ai.sampler"):
+    with caplog.at_level(logging.WARNING, logger="hf_eco2ai.sampling_thread"):
         for interval in (15.0, 15.0, 2.0):
             ledger = Ledger(sensor.devices, pue=1.0, history_size=4)
             sampler = Sampler([sensor], ledger, interval_s=interval, intensity=ci)

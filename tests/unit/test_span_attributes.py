@@ -25,8 +25,8 @@ WRITERS = [
     SRC / "run" / "run.py",
     SRC / "run" / "record.py",
     SRC / "projection.py",
-    SRC / "integrations" / "transformers.py",
-    SRC / "integrations" / "lightning.py",
+    SRC / "integrations" / "transformers_callback.py",
+    SRC / "integrations" / "lightning_callback.py",
     SRC / "integrations" / "measure.py",
     SRC / "integrations" / "measure_result.py",
 ]

@@ -13,8 +13,8 @@ from opentelemetry.trace import StatusCode
 from transformers import TrainerCallback
 
 from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor
-from hf_eco2ai import monitor as monitor_module
-from hf_eco2ai._state import active_session
+from hf_eco2ai import energy_monitor as monitor_module
+from hf_eco2ai.telemetry.session import active_session
 from tests.conftest import fake_monitor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))

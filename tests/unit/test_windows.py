@@ -3,11 +3,16 @@ from __future__ import annotations
 import pytest
 
 from hf_eco2ai.carbon.intensity import CarbonIntensity
-from hf_eco2ai.ledger import Ledger, empty_snapshot
+from hf_eco2ai.energy_ledger import Ledger, empty_snapshot
+from hf_eco2ai.energy_windows import (
+    extrapolation_limit_s,
+    measure_window,
+    shared_host_note,
+    unmeasured_s,
+)
 from hf_eco2ai.sensors.bands import TDP_TABLE_BAND
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
 from hf_eco2ai.sensors.process_share import JobScope
-from hf_eco2ai.windows import extrapolation_limit_s, measure_window, shared_host_note, unmeasured_s
 
 GPU = DeviceInfo("GPU-1", HwType.GPU, "Fake GPU", "NVIDIA", Method.NVML_ENERGY)
 CPU = DeviceInfo("cpu", HwType.CPU, "Fake CPU", "Acme", Method.TDP_MODEL)

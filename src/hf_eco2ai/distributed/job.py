@@ -17,7 +17,7 @@ from opentelemetry.util.types import AttributeValue
 from hf_eco2ai.distributed.ranks import RankInfo
 
 if TYPE_CHECKING:
-    from hf_eco2ai.windows import EnergyWindow
+    from hf_eco2ai.energy_windows import EnergyWindow
 
 _LOG = logging.getLogger("hf_eco2ai.distributed")
 

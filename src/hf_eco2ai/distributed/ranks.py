@@ -21,7 +21,7 @@ from opentelemetry.util.types import AttributeValue
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
 
-    from hf_eco2ai.monitor import EnergyMonitor
+    from hf_eco2ai.energy_monitor import EnergyMonitor
 _LOG = logging.getLogger("hf_eco2ai.distributed")
 
 

@@ -25,8 +25,8 @@ and the window's numbers are NaN.
 
 Example:
     >>> from hf_eco2ai import CarbonConfig
-    >>> from hf_eco2ai.monitor import set_monitor_factory
-    >>> from hf_eco2ai.monitor import EnergyMonitor
+    >>> from hf_eco2ai.energy_monitor import set_monitor_factory
+    >>> from hf_eco2ai.energy_monitor import EnergyMonitor
     >>> from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
     >>> set_monitor_factory(lambda config, rank: EnergyMonitor(config, sensors=[],
     ...     intensity=StaticIntensity(CarbonIntensity(50.0, "FR", "config"))))
@@ -53,8 +53,9 @@ from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from hf_eco2ai._logging import warn_once
-from hf_eco2ai._state import active_session
 from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.energy_ledger import Snapshot
+from hf_eco2ai.energy_monitor import EnergyMonitor, acquire_monitor, release_monitor
 from hf_eco2ai.integrations.measure_result import (
     DEVICE_IDS,
     DEVICE_JOULES,
@@ -65,8 +66,7 @@ from hf_eco2ai.integrations.measure_result import (
     compute_measurement,
     unmeasured,
 )
-from hf_eco2ai.ledger import Snapshot
-from hf_eco2ai.monitor import EnergyMonitor, acquire_monitor, release_monitor
+from hf_eco2ai.telemetry.session import active_session
 from hf_eco2ai.telemetry.spans import record_error
 
 __all__ = ["DEVICE_IDS", "DEVICE_JOULES", "DEVICE_TYPES", "Measure", "Measurement", "measure"]

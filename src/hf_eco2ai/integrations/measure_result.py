@@ -5,7 +5,7 @@ A closed window is two immutable ledger snapshots and their monotonic times
 band), emissions and per-device joules, and puts the ``hf_eco2ai.*`` attributes on its span.
 
 Example:
-    >>> from hf_eco2ai.ledger import empty_snapshot
+    >>> from hf_eco2ai.energy_ledger import empty_snapshot
     >>> snap = empty_snapshot([], 1.0)
     >>> m = compute_measurement(("w", snap, 0, snap, 2_000_000_000), None)
     >>> m.name, m.duration_s, m.energy_j, dict(m.devices)
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 from opentelemetry.trace import Span
 
-from hf_eco2ai.ledger import Snapshot
+from hf_eco2ai.energy_ledger import Snapshot
+from hf_eco2ai.energy_windows import device_energies, measure_window
 from hf_eco2ai.telemetry import attributes as A
 from hf_eco2ai.telemetry.spans import window_attributes
-from hf_eco2ai.windows import device_energies, measure_window
 
 DEVICE_IDS = A.DEVICE_IDS
 DEVICE_TYPES = A.DEVICE_TYPES

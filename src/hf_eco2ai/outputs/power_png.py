@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hf_eco2ai.ledger import J_PER_KWH
+from hf_eco2ai.energy_ledger import J_PER_KWH
 from hf_eco2ai.outputs._files import makedirs, write_atomically
 from hf_eco2ai.outputs.summary import format_co2
 

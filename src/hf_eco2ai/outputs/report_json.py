@@ -13,11 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hf_eco2ai.ledger import J_PER_KWH
+from hf_eco2ai.energy_ledger import J_PER_KWH
+from hf_eco2ai.energy_windows import scope_facts
 from hf_eco2ai.outputs._files import write_atomically
 from hf_eco2ai.record import RunRecord, Segment
 from hf_eco2ai.version import __version__
-from hf_eco2ai.windows import scope_facts
 
 SCHEMA = "hf-eco2ai/run-report"
 SCHEMA_VERSION = "2.0"

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from hf_eco2ai._text import format_table
-from hf_eco2ai.windows import EnergyWindow, shared_host_note
+from hf_eco2ai.energy_windows import EnergyWindow, shared_host_note
+from hf_eco2ai.outputs.text_table import format_table
 
 
 def summary_table(report: Mapping[str, Any]) -> str:

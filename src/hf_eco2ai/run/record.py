@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from hf_eco2ai.ledger import Snapshot
+from hf_eco2ai.energy_ledger import Snapshot
+from hf_eco2ai.energy_windows import EnergyWindow, device_energies, shared_host_note
 from hf_eco2ai.outputs import print_summary, write_run_report
 from hf_eco2ai.record import DeviceTotal, RunRecord
 from hf_eco2ai.run.registry import InstrumentationRemoved
 from hf_eco2ai.telemetry import attributes as A
 from hf_eco2ai.telemetry.spans import OpenSpan
-from hf_eco2ai.windows import EnergyWindow, device_energies, shared_host_note
 
 
 class Run(Protocol):

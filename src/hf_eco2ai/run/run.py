@@ -21,7 +21,7 @@ Lifecycle rules (the process is the user's):
 Example:
     >>> from hf_eco2ai import CarbonConfig
     >>> from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
-    >>> from hf_eco2ai.monitor import EnergyMonitor
+    >>> from hf_eco2ai.energy_monitor import EnergyMonitor
     >>> from hf_eco2ai.telemetry.session import TelemetrySession
     >>> config = CarbonConfig(write_report=False)
     >>> monitor = EnergyMonitor(config, sensors=[],
@@ -44,10 +44,10 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
-from hf_eco2ai._state import active_session
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.distributed import JobAccounting, RankContribution, RankInfo, rank_info
-from hf_eco2ai.ledger import Snapshot
+from hf_eco2ai.energy_ledger import Snapshot
+from hf_eco2ai.energy_windows import EnergyWindow, measure_window
 from hf_eco2ai.output_location import resolve_output_dir
 from hf_eco2ai.outputs.summary import summary_line
 from hf_eco2ai.projection import Projector
@@ -56,9 +56,8 @@ from hf_eco2ai.run import registry
 from hf_eco2ai.run.counters import RunCounters
 from hf_eco2ai.run.record import build_record, deliver_record
 from hf_eco2ai.telemetry import attributes as A
-from hf_eco2ai.telemetry.session import TelemetrySession
+from hf_eco2ai.telemetry.session import TelemetrySession, active_session
 from hf_eco2ai.telemetry.spans import OpenSpan, end_span, open_span
-from hf_eco2ai.windows import EnergyWindow, measure_window
 
 _LOG = logging.getLogger("hf_eco2ai")
 

@@ -52,7 +52,7 @@ __all__ = [
 
 SHARED_THRESHOLD: Final[float] = 0.2
 """A host is called *shared* when other processes used more than this share of its busy CPU
-time (in an interval for the device flag; over a window for :func:`~hf_eco2ai.windows.shared_host_note`)."""
+time (in an interval for the device flag; over a window for :func:`~hf_eco2ai.energy_windows.shared_host_note`)."""
 
 
 @dataclass(frozen=True, slots=True)

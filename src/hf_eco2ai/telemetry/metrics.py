@@ -29,8 +29,8 @@ from hf_eco2ai.telemetry.names import (
 )
 
 if TYPE_CHECKING:
-    from hf_eco2ai.ledger import DeviceState
-    from hf_eco2ai.monitor import EnergyMonitor
+    from hf_eco2ai.energy_ledger import DeviceState
+    from hf_eco2ai.energy_monitor import EnergyMonitor
 
 _LOG = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """`TelemetrySession`: one monitor, one tracer, one set of instruments, shared by integrations.
 
 The instrumentor owns one session while instrumented. An explicit
-:class:`~hf_eco2ai.integrations.transformers.Eco2AICallback` used without the instrumentor owns
+:class:`~hf_eco2ai.integrations.transformers_callback.Eco2AICallback` used without the instrumentor owns
 a session for the duration of its run, built on the global providers.
 
 Example:
     >>> from hf_eco2ai import CarbonConfig
     >>> from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
-    >>> from hf_eco2ai.monitor import EnergyMonitor
+    >>> from hf_eco2ai.energy_monitor import EnergyMonitor
     >>> monitor = EnergyMonitor(CarbonConfig(), sensors=[],
     ...                         intensity=StaticIntensity(CarbonIntensity(1.0, "XX", "config")))
     >>> session = TelemetrySession(CarbonConfig(), monitor=monitor)
@@ -38,7 +38,7 @@ from hf_eco2ai.distributed.ranks import (
     rank_info,
     warn_if_host_measured_off_rank_zero,
 )
-from hf_eco2ai.monitor import EnergyMonitor, acquire_monitor, release_monitor
+from hf_eco2ai.energy_monitor import EnergyMonitor, acquire_monitor, release_monitor
 from hf_eco2ai.telemetry.ids import use_private_ids
 from hf_eco2ai.telemetry.metrics import EnergyMetrics, TrainingCounters
 from hf_eco2ai.version import __version__
@@ -63,6 +63,20 @@ def resource_has_identity(provider: object) -> bool:
         resource = getattr(sdk_config, "resource", None)
     attributes = getattr(resource, "attributes", None)
     return isinstance(attributes, Mapping) and RANK in attributes
+
+
+_active: TelemetrySession | None = None
+
+
+def active_session() -> TelemetrySession | None:
+    """The instrumentor's session while instrumented, else None."""
+    return _active
+
+
+def set_active_session(session: TelemetrySession | None) -> None:
+    """Set by the instrumentor on instrument()/uninstrument()."""
+    global _active
+    _active = session
 
 
 class TelemetrySession:

@@ -7,7 +7,7 @@ and end; this module only turns windows into span attributes.
 
 Example:
     >>> from opentelemetry.trace import NoOpTracer
-    >>> from hf_eco2ai.ledger import Ledger
+    >>> from hf_eco2ai.energy_ledger import Ledger
     >>> snap = Ledger([]).snapshot()
     >>> opened = open_span(NoOpTracer(), "demo", None, {"a": 1}, snap, 0)
     >>> opened.span.is_recording()
@@ -23,9 +23,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from hf_eco2ai.ledger import Snapshot
+from hf_eco2ai.energy_ledger import Snapshot
+from hf_eco2ai.energy_windows import EnergyWindow
 from hf_eco2ai.telemetry import attributes as A
-from hf_eco2ai.windows import EnergyWindow
 
 Attributes = Mapping[str, AttributeValue]
 

@@ -39,9 +39,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 )
 
 from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor  # noqa: E402
-from hf_eco2ai import monitor as monitor_module  # noqa: E402
+from hf_eco2ai import energy_monitor as monitor_module  # noqa: E402
 from hf_eco2ai.distributed import distributed_resource, rank_info  # noqa: E402
-from hf_eco2ai.monitor import EnergyMonitor  # noqa: E402
+from hf_eco2ai.energy_monitor import EnergyMonitor  # noqa: E402
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading  # noqa: E402
 
 FAKE_GPU_W = 100.0

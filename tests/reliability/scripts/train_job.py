@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
         from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
-        from hf_eco2ai import monitor as monitor_module
+        from hf_eco2ai import energy_monitor as monitor_module
 
         class FileSpanExporter(SpanExporter):  # type: ignore[misc]
             def export(self, spans: Sequence[Any]) -> SpanExportResult:

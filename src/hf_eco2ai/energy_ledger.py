@@ -15,7 +15,7 @@ Two scopes are kept for every device (see ``docs/how-it-measures.md``):
   ``hf_eco2ai.*`` metrics read this one.
 
 CPU devices also accumulate this job's CPU seconds and the host's busy CPU seconds, so a window can
-say how much of the host other processes used (:func:`hf_eco2ai.windows.shared_host_note`).
+say how much of the host other processes used (:func:`hf_eco2ai.energy_windows.shared_host_note`).
 
 Example:
     >>> from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method
@@ -142,7 +142,7 @@ class Snapshot:
 
     interval_s: float = 0.0
     """The sampler's interval (0: unknown). Windows extrapolate a snapshot only a few intervals
-    past ``t_ns``; time beyond that is a gap, not a measurement (:mod:`hf_eco2ai.windows`)."""
+    past ``t_ns``; time beyond that is a gap, not a measurement (:mod:`hf_eco2ai.energy_windows`)."""
 
     @property
     def methods(self) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ on), the time after that bound is not filled in: it is a gap, counted in ``gap_s
 window is ``extrapolated``; its energy there is not counted.
 
 Example:
-    >>> from hf_eco2ai.ledger import empty_snapshot
+    >>> from hf_eco2ai.energy_ledger import empty_snapshot
     >>> w = measure_window(empty_snapshot([], 1.0), 0, empty_snapshot([], 1.0), 10**9)
     >>> w.energy_j, w.duration_s, w.extrapolated
     (0.0, 1.0, True)
@@ -27,7 +27,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hf_eco2ai.ledger import J_PER_KWH, DeviceStatus, Snapshot, combined_coverage
+from hf_eco2ai.energy_ledger import J_PER_KWH, DeviceStatus, Snapshot, combined_coverage
 from hf_eco2ai.sensors.base import HwType
 from hf_eco2ai.sensors.process_share import SHARED_THRESHOLD
 
@@ -105,7 +105,7 @@ def extrapolation_limit_s(snap: Snapshot) -> float:
     """How far past ``snap`` its power may be extrapolated: ``max(2 s, 3 x interval)``
     (unbounded when the interval is unknown).
 
-    >>> from hf_eco2ai.ledger import empty_snapshot
+    >>> from hf_eco2ai.energy_ledger import empty_snapshot
     >>> extrapolation_limit_s(empty_snapshot([], 1.0))
     inf
     """
@@ -123,7 +123,7 @@ def _reach_s(snap: Snapshot, t_ns: int) -> float:
 def unmeasured_s(snap: Snapshot, t_ns: int) -> float:
     """Seconds before ``t_ns`` that ``snap`` cannot account for (beyond extrapolation).
 
-    >>> from hf_eco2ai.ledger import empty_snapshot
+    >>> from hf_eco2ai.energy_ledger import empty_snapshot
     >>> unmeasured_s(empty_snapshot([], 1.0), 10**9)
     0.0
     """

@@ -1,6 +1,6 @@
 """`EnergyMonitor`: sensors + ledger + sampler for one process, built from a `CarbonConfig`.
 
-The instrumentor and :class:`~hf_eco2ai.integrations.transformers.Eco2AICallback` share one
+The instrumentor and :class:`~hf_eco2ai.integrations.transformers_callback.Eco2AICallback` share one
 monitor per process through :func:`acquire_monitor` / :func:`release_monitor`, so a device is
 never measured twice by the same process.
 
@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 
 from hf_eco2ai.carbon.intensity import IntensityProvider
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.ledger import History, Ledger, Snapshot
-from hf_eco2ai.sampler import Sampler
+from hf_eco2ai.energy_ledger import History, Ledger, Snapshot
+from hf_eco2ai.sampling_thread import Sampler
 from hf_eco2ai.sensors.base import DeviceInfo, Sensor
 
 _LOG = logging.getLogger(__name__)
@@ -167,6 +167,18 @@ def release_monitor(monitor: EnergyMonitor) -> None:
             _SHARED.close()
             _SHARED = None
             _REFS = 0
+
+
+def close_shared_monitor() -> bool:
+    """Close the process-wide monitor whatever its references (tests, and a process that wants
+    measurement gone); True if there was one."""
+    global _SHARED, _REFS
+    with _SHARED_LOCK:
+        shared, _SHARED, _REFS = _SHARED, None, 0
+    if shared is None:
+        return False
+    shared.close()
+    return True
 
 
 def shared_monitor() -> EnergyMonitor | None:

@@ -42,10 +42,11 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
-from hf_eco2ai._state import active_session
+from hf_eco2ai._logging import warn_once
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.run import Run, batch_size_and_tokens, parameter_count
 from hf_eco2ai.telemetry import attributes as A
+from hf_eco2ai.telemetry.session import active_session
 from hf_eco2ai.telemetry.spans import as_attribute_value
 
 __all__ = [
@@ -309,15 +310,16 @@ class Eco2AILightningCallback:
                 )
             self._last_step = int(trainer.global_step)
             self._pending_batches = self._pending_samples = self._pending_tokens = 0
+            framework_dir = _framework_dir(trainer)
             self.run = Run.start(
                 FRAMEWORK,
                 SPAN_PREFIX,
-                config=self.config,
+                config=_run_config(self.config, trainer, framework_dir, self.injected),
                 attrs=self._run_attributes(trainer, pl_module),
                 injected=self.injected,
                 rank_facts=lightning_rank_facts(trainer),
                 name=RUN_SPAN,
-                framework_dir=_framework_dir(trainer),
+                framework_dir=framework_dir,
                 tracer_provider=self._tracer_provider,
                 meter_provider=self._meter_provider,
             )
@@ -507,15 +509,53 @@ class Eco2AILightningCallback:
 
 
 def _framework_dir(trainer: Any) -> str | None:
-    """Lightning's own output location: ``default_root_dir`` (or ``log_dir``)."""
+    """Lightning's own output location, ``default_root_dir`` (or ``log_dir``), when it is a
+    local path; None for a URL (``memory://``, ``s3://``...), which no local file can go to."""
     for attr in ("default_root_dir", "log_dir"):
         try:
             value = getattr(trainer, attr, None)
         except Exception:
             value = None
         if isinstance(value, str) and value:
-            return value
+            return None if "://" in value else value
     return None
+
+
+def _lightning_writes_files(trainer: Any) -> bool:
+    """Whether Lightning itself writes under its output location in this fit (a logger or a
+    checkpoint callback): with ``logger=False, enable_checkpointing=False`` it writes nothing."""
+    try:
+        return bool(trainer.loggers) or trainer.checkpoint_callback is not None
+    except Exception:
+        return True
+
+
+def _run_config(
+    config: CarbonConfig, trainer: Any, framework_dir: str | None, injected: bool
+) -> CarbonConfig:
+    """The settings of this fit's run: ``config``, or a copy without the report file when the
+    instrumentation (not a callback the user added) would be the only writer of files.
+
+    An explicit ``output_dir`` or an explicit callback always gets its report. Without them the
+    injected callback writes no report file (spans and metrics are unchanged) where Lightning's
+    location is a URL or Lightning writes nothing there itself; logged once per reason.
+    """
+    if not injected or not config.write_report or config.output_dir is not None:
+        return config
+    if framework_dir is None:
+        reason = "Lightning's default_root_dir is not a local directory"
+    elif not _lightning_writes_files(trainer):
+        reason = "Lightning writes no files in this fit (no logger, no checkpointing)"
+    else:
+        return config
+    warn_once(
+        _LOG,
+        f"no-report:{reason}",
+        "hf-eco2ai: no run report file: %s; set output_dir to get one",
+        reason,
+        level=logging.INFO,
+    )
+    return config.replace(write_report=False)
 
 
 def _scalar_metrics(metrics: Any) -> dict[str, AttributeValue]:

@@ -1,8 +1,8 @@
 """The sampler: one daemon thread that reads every sensor at a fixed interval.
 
 Per tick it reads each device, turns the reading into an energy increment
-(:mod:`hf_eco2ai.increments`: hardware counter difference where there is one and it works,
-power integrated otherwise), and records the increments in the :class:`~hf_eco2ai.ledger.Ledger`
+(:mod:`hf_eco2ai.energy_increments`: hardware counter difference where there is one and it works,
+power integrated otherwise), and records the increments in the :class:`~hf_eco2ai.energy_ledger.Ledger`
 with the carbon intensity in force. Every read error is contained: the device is marked,
 counted, logged once, and retried. Time is ``time.monotonic_ns()``, so wall-clock jumps do not
 distort integrals.
@@ -16,7 +16,7 @@ Forked children (e.g. DataLoader workers) never run the parent's sampler: ``os.r
 marks every sampler as inherited in the child and gives its ledger a fresh lock.
 
 Example:
-    >>> from hf_eco2ai.ledger import Ledger
+    >>> from hf_eco2ai.energy_ledger import Ledger
     >>> from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
     >>> s = Sampler([], Ledger([], pue=1.0, history_size=10), interval_s=1.0,
     ...             intensity=StaticIntensity(CarbonIntensity(100.0, "XX", "config")))
@@ -36,13 +36,13 @@ from collections.abc import Callable, Sequence
 
 from hf_eco2ai._logging import warn_once
 from hf_eco2ai.carbon.intensity import IntensityProvider
-from hf_eco2ai.increments import (
+from hf_eco2ai.energy_increments import (
     MAX_DEVICE_POWER_W,
     DeviceTrack,
     ImplausibleReadingError,
     check_reading,
 )
-from hf_eco2ai.ledger import DeviceStatus, Ledger
+from hf_eco2ai.energy_ledger import DeviceStatus, Ledger
 from hf_eco2ai.sensors.base import DeviceLostError, Reading, Sensor
 from hf_eco2ai.sensors.process_share import JobScope
 
