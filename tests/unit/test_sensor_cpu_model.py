@@ -68,15 +68,14 @@ class Host:
         self.t = 0.0
         self.fail = False
         counts = {True: logical, False: physical}
-        monkeypatch.setattr(cpu_model.psutil, "cpu_times", self._cpu_times)
+        monkeypatch.setattr(cpu_model, "read_percpu_times", self._percpu_times)
         monkeypatch.setattr(cpu_model.psutil, "cpu_count", lambda logical=True: counts[logical])
         monkeypatch.setattr(cpu_model.os, "sched_getaffinity", lambda pid: set(self.affinity))
 
-    def _cpu_times(self, percpu: bool = False) -> list[CpuTimes]:
-        assert percpu
+    def _percpu_times(self) -> dict[int, tuple[float, float]]:
         if self.fail:
             raise OSError("no /proc/stat")
-        return list(self.cpu)
+        return {i: cpu_model._busy_total(c) for i, c in enumerate(self.cpu)}
 
     def clock(self) -> float:
         return self.t
@@ -502,3 +501,18 @@ def test_job_share_failure_keeps_host_reading(
     r = sensor.read(0)  # the fake tree is exhausted: StopIteration inside the meter
     assert r.scope is None
     assert r.power_w > 0
+
+
+def test_proc_stat_reader_agrees_with_psutil_on_this_machine() -> None:
+    """Would catch: the direct /proc/stat parser counting busy or total time differently from
+    psutil's fields (what the model was built on)."""
+    import psutil
+
+    if not pathlib.Path(cpu_model.PROC_STAT).exists():
+        pytest.skip("no /proc/stat")
+    ours = cpu_model.read_percpu_times()
+    theirs = {i: cpu_model._busy_total(t) for i, t in enumerate(psutil.cpu_times(percpu=True))}
+    assert set(ours) == set(theirs)
+    for cpu, (busy, total) in ours.items():
+        assert busy == pytest.approx(theirs[cpu][0], abs=1.0)  # read a moment apart
+        assert total == pytest.approx(theirs[cpu][1], abs=1.0)
