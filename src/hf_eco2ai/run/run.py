@@ -26,11 +26,13 @@ Example:
     >>> config = CarbonConfig(write_report=False)
     >>> monitor = EnergyMonitor(config, sensors=[],
     ...                         intensity=StaticIntensity(CarbonIntensity(1.0, "XX", "config")))
-    >>> run = Run(TelemetrySession(config, monitor=monitor), "transformers", "transformers.trainer")
+    >>> session = TelemetrySession(config, monitor=monitor)
+    >>> run = Run(session, "transformers", "transformers.trainer")
     >>> run.begin({}); run.step(1, samples=8, tokens=0)
     False
     >>> run.finish({}).duration_s >= 0
     True
+    >>> session.close()
 """
 
 from __future__ import annotations

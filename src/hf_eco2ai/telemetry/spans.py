@@ -7,8 +7,8 @@ and end; this module only turns windows into span attributes.
 
 Example:
     >>> from opentelemetry.trace import NoOpTracer
-    >>> from hf_eco2ai.energy_ledger import Ledger
-    >>> snap = Ledger([]).snapshot()
+    >>> from hf_eco2ai.energy_ledger import empty_snapshot
+    >>> snap = empty_snapshot([], 1.0)
     >>> opened = open_span(NoOpTracer(), "demo", None, {"a": 1}, snap, 0)
     >>> opened.span.is_recording()
     False
