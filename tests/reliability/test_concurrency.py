@@ -14,7 +14,8 @@ from opentelemetry.trace import StatusCode
 from train_hf import make_trainer
 from transformers import TrainerCallback
 
-from hf_eco2ai import HFEco2AIInstrumentor, monitor
+from hf_eco2ai import HFEco2AIInstrumentor
+from hf_eco2ai import energy_monitor as monitor
 from hf_eco2ai.telemetry.session import active_session
 from tests.reliability.conftest import (
     RUN,

@@ -25,7 +25,8 @@ import torch
 from train_hf import make_trainer
 from transformers import TrainerCallback
 
-from hf_eco2ai import Eco2AICallback, monitor
+from hf_eco2ai import Eco2AICallback
+from hf_eco2ai import energy_monitor as monitor
 from hf_eco2ai.run import open_runs
 from tests.reliability.conftest import (
     REPO,

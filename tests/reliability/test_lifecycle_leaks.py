@@ -14,7 +14,8 @@ import time
 import pytest
 import wrapt
 
-from hf_eco2ai import HFEco2AIInstrumentor, monitor
+from hf_eco2ai import HFEco2AIInstrumentor
+from hf_eco2ai import energy_monitor as monitor
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.telemetry.session import active_session
 from tests.reliability.conftest import Telemetry, open_fds, sampler_threads

@@ -18,7 +18,8 @@ from opentelemetry.trace import StatusCode
 from train_hf import make_trainer
 from transformers import TrainerCallback
 
-from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor, monitor
+from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor
+from hf_eco2ai import energy_monitor as monitor
 from hf_eco2ai.run import Run, end_open_runs, open_runs
 from hf_eco2ai.run.registry import _end_open_runs_at_exit
 from hf_eco2ai.run.sigterm import SigtermHandler

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from train_hf import make_trainer
 
-from hf_eco2ai import CarbonConfig, monitor
+from hf_eco2ai import CarbonConfig
+from hf_eco2ai import energy_monitor as monitor
 from hf_eco2ai.carbon.location import resolve_intensity
 from hf_eco2ai.carbon.providers import ELECTRICITYMAPS_TOKEN_ENV
 from hf_eco2ai.energy_monitor import EnergyMonitor
