@@ -287,9 +287,9 @@ class ReportTimer:
 def _attached_callback(trainer: Any) -> Any:
     """The callback the instrumentor attached to a Trainer: it keeps it out of the Trainer's
     list (issue 13 §7) and forgets it at ``uninstrument()``, so read it before stopping."""
-    from hf_eco2ai.instrumentor import _ATTACHED
+    from hf_eco2ai.instrumentor import measuring_callback
 
-    return _ATTACHED.get(trainer)
+    return measuring_callback(trainer)
 
 
 def _our_energy_kwh(trainer: Any, attached: Any = None) -> float | None:

@@ -185,6 +185,21 @@ def _callback_for(trainer: Any) -> Any:
     return cb
 
 
+def measuring_callback(trainer: Any) -> Any:
+    """The :class:`~hf_eco2ai.Eco2AICallback` measuring ``trainer``: the user's explicit one, or
+    the instrumentor's (attached now if instrumented and not yet attached); None when nothing
+    measures it. It is never in ``trainer.callback_handler.callbacks`` unless the user put it
+    there.
+
+    >>> measuring_callback(object()) is None  # not a Trainer, not instrumented
+    True
+    """
+    try:
+        return _callback_for(trainer)
+    except Exception:
+        return None
+
+
 def _trainer_train_wrapper(
     wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
 ) -> Any:

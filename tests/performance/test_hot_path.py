@@ -41,7 +41,7 @@ from transformers.trainer_callback import CallbackHandler
 
 from hf_eco2ai import CarbonConfig, Eco2AICallback, HFEco2AIInstrumentor
 from hf_eco2ai import energy_monitor as monitor_module
-from hf_eco2ai.instrumentor import _callback_for, _trainer_training_step_wrapper
+from hf_eco2ai.instrumentor import _trainer_training_step_wrapper, measuring_callback
 from tests.conftest import fake_monitor
 
 BUDGET_US_SPANS_OFF = 10.0
@@ -124,7 +124,7 @@ def test_trainer_step(benchmark: Any, mode: Any, tmp_path: Any) -> None:
     holder = _TrainerStandIn(handler)
     # ours: attached as the instrumented Trainer.train() attaches it (not in the user's list;
     # dispatched by the wrapped CallbackHandler.call_event, the batch counted by training_step)
-    cb = _callback_for(holder) if name in OURS else None
+    cb = measuring_callback(holder) if name in OURS else None
     assert isinstance(cb, Eco2AICallback) or name not in OURS
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     state, control = TrainerState(), TrainerControl()

@@ -127,16 +127,16 @@ class TrainerInstrumentationTest(TestBase):
             None,
             [cb],
         )
-        from hf_eco2ai.instrumentor import _callback_for
+        from hf_eco2ai.instrumentor import measuring_callback
 
-        self.assertIs(_callback_for(trainer), cb)
+        self.assertIs(measuring_callback(trainer), cb)
         sub = MyTrainer(
             model=base.model,
             args=base.args,
             train_dataset=base.train_dataset,
             eval_dataset=base.eval_dataset,
         )
-        hidden = _callback_for(sub)
+        hidden = measuring_callback(sub)
         self.assertIsInstance(hidden, Eco2AICallback)
         self.assertTrue(hidden.injected)
         self.assertNotIn(hidden, sub.callback_handler.callbacks)
