@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -98,12 +99,15 @@ class Bridge:
         self.dropped = 0
         """Calls dropped from a full queue while MLflow was starting."""
         self.shut_down = False
-        self._lock = threading.Lock()
+        # re-entrant: cancelling a queued call (under the lock) runs its done-callback at once
+        self._lock = threading.RLock()
         self._startup: Future[None] | None = None
         self._startup_began = 0.0
         self._queued: list[Future[Any]] = []
         self._inflight: Future[Any] | None = None
         self._stalled: Future[Any] | None = None
+        self._awaited: weakref.WeakSet[Future[Any]] = weakref.WeakSet()
+        self._reported: weakref.WeakSet[Future[Any]] = weakref.WeakSet()
 
     # ------------------------------------------------------------------ start-up
     def _start(self) -> Future[None]:
@@ -157,7 +161,7 @@ class Bridge:
                     self.dropped += 1
                     problem = f"MLflow is still starting; {self.dropped} queued calls dropped"
                 future = self.worker.submit(self._job(fn, startup))
-                future.add_done_callback(self._report)  # its caller may be gone by then
+                self._awaited.add(future)
                 self._queued.append(future)
                 queued = True
             elif self._inflight is not None and not self._inflight.done():
@@ -170,23 +174,27 @@ class Bridge:
             return False
         if not queued:
             return self._wait(future, limit)
+        # outside the lock: a call already done runs the callback here, and it takes the lock
+        future.add_done_callback(self._report)  # its caller may be gone when it ends
         try:
             startup.result(timeout=limit)
         except FutureTimeout:
             _LOG.debug("hf-eco2ai: MLflow is still starting; the call waits in line")
+            self._release(future)  # its outcome is reported when it ends
             return True
-        except Exception:
-            return False  # reported by _report, with the queued call's outcome
+        except Exception:  # the queued call fails at once, with this error: reported below
+            _LOG.debug("hf-eco2ai: MLflow did not start", exc_info=True)
         try:
-            future.result(timeout=limit)  # the outcome is reported by _report
+            future.result(timeout=limit)
         except FutureTimeout:
             with self._lock:
                 self._stalled = future  # calls fail at once until it returns
             self.health.failed(f"no answer within {limit:.1f} s")
+            self._release(future)
             return False
         except Exception:
-            return False
-        return True
+            _LOG.debug("hf-eco2ai: a queued MLflow call failed", exc_info=True)
+        return self._release(future)
 
     def _wait(self, future: Future[Any], limit: float) -> bool:
         try:
@@ -200,15 +208,33 @@ class Bridge:
         self.health.ok()
         return True
 
+    # A queued call's outcome is reported once: by its caller while it waits, else when it ends.
+    def _release(self, future: Future[Any]) -> bool:
+        """The caller stops waiting for a queued call; reports its outcome if it has one."""
+        with self._lock:
+            self._awaited.discard(future)
+            if not future.done() or future in self._reported:
+                return False
+            self._reported.add(future)
+        return self._outcome(future)
+
     def _report(self, future: Future[Any]) -> None:
-        """The outcome of a call queued during start-up (on the worker thread)."""
+        """Done-callback of a queued call (worker thread): report it unless its caller does."""
+        with self._lock:
+            if future in self._awaited or future in self._reported:
+                return
+            self._reported.add(future)
+        self._outcome(future)
+
+    def _outcome(self, future: Future[Any]) -> bool:
         if future.cancelled():
-            return  # dropped from a full queue or after a start-up timeout: reported then
+            return False  # dropped: reported then
         exc = future.exception()
-        if exc is None:
-            self.health.ok()
-        else:
+        if exc is not None:
             self.health.failed(_reason(exc), exc)
+            return False
+        self.health.ok()
+        return True
 
     def flush(self, timeout_s: float) -> bool:
         """Wait (bounded) until the calls queued during start-up are written."""
