@@ -304,7 +304,8 @@ class FakeGpuTarget:
                     memory_total=80 * 1024**3,
                     memory_used=12 * 1024**3,
                 )
-            ]
+            ],
+            real_time=True,  # its energy counter follows the clock (a frozen one is a fault)
         )
 
         def factory(config: CarbonConfig, local_rank: int = 0) -> EnergyMonitor:
