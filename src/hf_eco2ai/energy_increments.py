@@ -82,6 +82,7 @@ class DeviceTrack:
         "backwards",
         "counter_fault",
         "errors",
+        "frozen_evidence_j",
         "frozen_j",
         "frozen_s",
         "index",
@@ -107,6 +108,7 @@ class DeviceTrack:
         self.backwards = 0
         self.frozen_s = 0.0
         self.frozen_j = 0.0
+        self.frozen_evidence_j = 0.0
         self.logged: set[str] = set()
 
     def increment(
@@ -131,7 +133,7 @@ class DeviceTrack:
                     self.backwards += delta < 0.0
                     delta = by_power
                 backlog, faulted = self._counter_check(
-                    info, delta, by_power, dt, bridged, interval_s
+                    info, delta, by_power, min(self.last_power, power) * dt, dt, bridged, interval_s
                 )
                 delta += backlog
             else:
@@ -146,6 +148,7 @@ class DeviceTrack:
         info: DeviceInfo,
         delta: float,
         by_power: float,
+        evidence_j: float,
         dt: float,
         bridged: bool,
         interval_s: float,
@@ -156,16 +159,19 @@ class DeviceTrack:
         Only where power is read independently of the counter (``nvml-energy``): a counter that
         stays still for a while, or steps back twice, while the power reading says the device
         draws power, undercounts; from then on the device is integrated from power and flagged.
+        The evidence is the lower of the two power readings around each interval (``evidence_j``):
+        a device whose power fell to zero legitimately stops its counter.
         """
         if info.method is not Method.NVML_ENERGY:
             return 0.0, None
         if (delta > 0.0 and not bridged) or (bridged and self.backwards < 2):
-            self.frozen_s = self.frozen_j = 0.0
+            self.frozen_s = self.frozen_j = self.frozen_evidence_j = 0.0
             return 0.0, None
         self.frozen_s += dt
         self.frozen_j += by_power
+        self.frozen_evidence_j += evidence_j
         frozen = self.frozen_s >= max(FREEZE_MIN_S, 3.0 * interval_s)
-        if not (self.backwards >= 2 or (frozen and self.frozen_j >= FREEZE_MIN_J)):
+        if not (self.backwards >= 2 or (frozen and self.frozen_evidence_j >= FREEZE_MIN_J)):
             return 0.0, None
         self.counter_fault = True
         how = "ran backwards" if self.backwards >= 2 else f"did not move for {self.frozen_s:.3g} s"
@@ -181,5 +187,5 @@ class DeviceTrack:
             extra={**info.extra, "counter_fault": "true"},
         )
         backlog = self.frozen_j - (by_power if bridged else 0.0)  # bridged: already counted
-        self.frozen_s = self.frozen_j = 0.0
+        self.frozen_s = self.frozen_j = self.frozen_evidence_j = 0.0
         return backlog, faulted

@@ -79,7 +79,7 @@ SPOILED: list[tuple[str, Callable[[Path], object], str]] = [
     (
         "old-schema",
         lambda p: edit(p, _set("schema_version", "0.9")),
-        "schema_version '0.9' is not one this hf-eco2ai reads (1.x)",
+        "schema_version '0.9' is not one this hf-eco2ai reads (1.x, 2.x)",
     ),
     (
         "missing-totals",
@@ -244,7 +244,7 @@ def test_compare_streams_hundreds_of_reports_and_says_which_it_skipped(
         [
             "not valid JSON: ",
             "not valid JSON: NaN is not a number JSON allows",
-            "schema_version '0.3' is not one this hf-eco2ai reads (1.x)",
+            "schema_version '0.3' is not one this hf-eco2ai reads (1.x, 2.x)",
         ],
         strict=True,
     ):

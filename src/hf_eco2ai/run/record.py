@@ -65,14 +65,18 @@ def build_record(
     end_ns = opened.t_ns + int(window.duration_s * 1e9)
     before = device_energies(opened.snap, opened.t_ns)
     after = device_energies(end_snap, end_ns)
+    # energies at the run's end; device facts (status, errors, method) as they are now: a run
+    # ended at its last training event still says a device stalled after it
+    now = run.session.monitor.snapshot().devices
+    facts = now if len(now) == len(end_snap.devices) else end_snap.devices
     devices = [
         DeviceTotal(
-            dev.info,
+            facts[k].info,
             max(0.0, after[k] - (before[k] if k < len(before) else 0.0)),
-            dev.status,
-            dev.errors,
+            facts[k].status,
+            facts[k].errors,
         )
-        for k, dev in enumerate(end_snap.devices)
+        for k in range(len(end_snap.devices))
     ]
     status, error_type = run_status(error)
     config = run.config

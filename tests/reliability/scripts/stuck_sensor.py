@@ -35,7 +35,7 @@ def main() -> None:
     from hf_eco2ai.energy_monitor import EnergyMonitor
     from hf_eco2ai.sensors.nvml import NvmlSensor
     from hf_eco2ai.telemetry.session import TelemetrySession
-    from hf_eco2ai.telemetry.spans import RunTelemetry
+    from hf_eco2ai.run import Run
 
     fake = FakeNVML(
         [
@@ -51,8 +51,8 @@ def main() -> None:
         config, sensors=[sensor], intensity=StaticIntensity(CarbonIntensity(100.0, "XX", "t"))
     )
     monitor.start()
-    run = RunTelemetry(TelemetrySession(config, monitor=monitor), "test", "test.trainer")
-    run.begin_run({})
+    run = Run(TelemetrySession(config, monitor=monitor), "test", "test.trainer")
+    run.begin({})
     KEEP.extend([run, monitor])
     time.sleep(0.3)
     fake.hang(1, {"nvmlDeviceGetTotalEnergyConsumption"})
@@ -66,7 +66,7 @@ def main() -> None:
                 raise SystemExit("the watchdog never marked the GPU stalled")
             time.sleep(0.05)
     if ns.mode == "close":
-        run.end_run({})
+        run.finish({})
         monitor.close()
     print("DONE", flush=True)
 
