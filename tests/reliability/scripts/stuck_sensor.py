@@ -33,9 +33,9 @@ def main() -> None:
     from hf_eco2ai import CarbonConfig
     from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
     from hf_eco2ai.energy_monitor import EnergyMonitor
+    from hf_eco2ai.run import Run
     from hf_eco2ai.sensors.nvml import NvmlSensor
     from hf_eco2ai.telemetry.session import TelemetrySession
-    from hf_eco2ai.run import Run
 
     fake = FakeNVML(
         [
