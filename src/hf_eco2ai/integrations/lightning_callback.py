@@ -386,14 +386,7 @@ class Eco2AILightningCallback:
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """End a run that is still open (a fit that stopped without ``on_fit_end``)."""
-        run = self.run
-        if self.active and run is not None and run.running:
-            try:
-                self._flush_pending()
-                if run.finish(self._trainer_attributes(trainer)) is not None:
-                    self.last_summary = run.last_summary
-            except Exception:
-                self._contained("ending run telemetry")
+        self.on_fit_end(trainer, pl_module)
 
     def fail(self, error: BaseException, trainer: Any = None) -> None:
         """End the run and every open span with status ERROR."""
