@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from hf_eco2ai import energy_monitor as monitor_module
 from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
@@ -70,6 +73,15 @@ def _fresh_warn_once() -> None:
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Hypothesis keeps its example database out of the checkout (it defaults to ./.hypothesis).
+settings.register_profile(
+    "hf-eco2ai",
+    database=DirectoryBasedExampleDatabase(
+        str(Path(tempfile.gettempdir()) / "hf-eco2ai-hypothesis")
+    ),
+)
+settings.load_profile("hf-eco2ai")
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _nothing_written_into_the_repository() -> Iterator[None]:
@@ -79,7 +91,13 @@ def _nothing_written_into_the_repository() -> Iterator[None]:
     from hf_eco2ai.run import end_open_runs
 
     end_open_runs(RuntimeError("the test session ended with the run still open"))
-    new = sorted(p.name for p in set(REPO.iterdir()) - before if not p.name.startswith("."))
+    # dot-directories of the tools that run the suite (.pytest_cache, .coverage) are theirs
+    tooling = {".pytest_cache", ".coverage", ".mypy_cache", ".ruff_cache", ".benchmarks"}
+    new = sorted(
+        p.name
+        for p in set(REPO.iterdir()) - before
+        if p.name not in tooling and not p.name.startswith(".coverage.")
+    )
     assert new == [], f"tests left files in the repository: {new}"
 
 
