@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from hf_eco2ai import energy_monitor as monitor_module
@@ -73,7 +74,8 @@ def _fresh_warn_once() -> None:
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Hypothesis keeps its example database out of the checkout (it defaults to ./.hypothesis).
+# Hypothesis keeps its files out of the checkout (it defaults to ./.hypothesis).
+set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "hf-eco2ai-hypothesis"))
 settings.register_profile(
     "hf-eco2ai",
     database=DirectoryBasedExampleDatabase(
