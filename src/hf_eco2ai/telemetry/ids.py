@@ -10,10 +10,12 @@ The user's tracer provider and every other tracer are left exactly as they are.
 
 Example:
     >>> import random
+    >>> saved = random.getstate()  # the example leaves the process's generator as it found it
     >>> random.seed(42); expected = random.random()
     >>> random.seed(42); gen = SystemRandomIdGenerator()
     >>> gen.generate_trace_id() != 0, random.random() == expected
     (True, True)
+    >>> random.setstate(saved)
 """
 
 from __future__ import annotations
