@@ -825,7 +825,8 @@ def test_doctor_shows_amd_gpus_like_nvidia_ones(
         monkeypatch.delenv(var, raising=False)
     assert cli.main(["doctor", "--seconds", "0.3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    amd = [d for d in report["devices"] if d["hw.vendor"] == "AMD"]
+    # the GPUs only: the host's own CPU may be an AMD part too
+    amd = [d for d in report["devices"] if d["hw.vendor"] == "AMD" and d["hw.type"] == "gpu"]
     assert [(d["hw.id"], d["method"], d["kind"]) for d in amd] == [
         (U[0], "amdsmi-energy", "measured"),
         (U[1], "amdsmi-energy", "measured"),

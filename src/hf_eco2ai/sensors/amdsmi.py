@@ -59,6 +59,12 @@ from hf_eco2ai.sensors.base import (
     Reading,
     SensorError,
 )
+from hf_eco2ai.sensors.discovery_notes import (
+    devices_note,
+    no_sensor,
+    note_suffix,
+    one_device_per_rank,
+)
 
 __all__ = ["AmdSmiSensor"]
 
@@ -136,25 +142,22 @@ class AmdSmiSensor:
         if smi is None:
             smi, why = import_amdsmi()
             if smi is None:
-                return cls._none(why)
+                return no_sensor(why, logger)
         try:
             smi.amdsmi_init()
         except Exception as exc:
-            return cls._none(f"AMD: amdsmi_init failed ({one_line(exc)}): no AMD GPU driver")
+            return no_sensor(
+                f"AMD: amdsmi_init failed ({one_line(exc)}): no AMD GPU driver", logger
+            )
         try:
             sensor, note = cls._build(smi, selectors, env, local_rank, local_world_size)
         except Exception as exc:
             sensor, note = None, f"AMD: GPU discovery failed ({type(exc).__name__}: {exc})"
         if sensor is None:
             _shutdown(smi)
-            return cls._none(note)
+            return no_sensor(note, logger)
         logger.info("%s", note)
         return sensor, note
-
-    @staticmethod
-    def _none(note: str) -> tuple[None, str]:
-        logger.info("%s", note)
-        return None, note
 
     @classmethod
     def _build(
@@ -168,25 +171,20 @@ class AmdSmiSensor:
         notes: list[str] = []
         devices = topo.enumerate_devices(smi, notes)
         if not devices:
-            return None, "AMD: no AMD GPU found" + _suffix(notes)
+            return None, "AMD: no AMD GPU found" + note_suffix(notes)
         seen, how = topo.visible(devices, env, notes)
         if not seen:
-            return None, f"AMD: no AMD GPU visible to this process ({how})" + _suffix(notes)
+            return None, f"AMD: no AMD GPU visible to this process ({how})" + note_suffix(notes)
         if selectors:
             chosen = topo.select(devices, seen, selectors, notes)
             how = f"gpu_devices={','.join(selectors)} ({how})"
         elif (
-            local_rank is not None
-            and local_world_size is not None
-            and local_world_size > 1
-            and len(seen) == local_world_size
-            and 0 <= local_rank < len(seen)
-        ):
-            chosen = [seen[local_rank]]
-            how += (
-                f"; {local_world_size} local ranks each see {len(seen)} GPUs:"
-                f" local rank {local_rank} measures HIP device {local_rank} only"
+            per_rank := one_device_per_rank(
+                seen, local_rank=local_rank, local_world_size=local_world_size, api="HIP"
             )
+        ) is not None:
+            chosen, why = per_rank
+            how += why
         else:
             chosen = list(seen)
         groups, card_notes = topo.card_groups(devices)
@@ -201,9 +199,8 @@ class AmdSmiSensor:
             dies.append(die)
             infos.append(info)
         if not dies:
-            return None, f"AMD: no AMD GPU measurable ({how})" + _suffix(notes)
-        summary = "; ".join(f"{d.hw_id} ({d.name}): {d.method.value}, {d.note}" for d in infos)
-        note = f"AMD: {len(infos)} GPU(s) via {how}: {summary}" + _suffix(notes)
+            return None, f"AMD: no AMD GPU measurable ({how})" + note_suffix(notes)
+        note = devices_note("AMD", infos, how, notes)
         return cls(smi, dies, infos), note
 
     # ------------------------------------------------------------------ Sensor protocol
@@ -361,10 +358,6 @@ class AmdSmiSensor:
 
 
 # ---------------------------------------------------------------------- helpers
-def _suffix(notes: Sequence[str]) -> str:
-    return "" if not notes else " [" + "; ".join(notes) + "]"
-
-
 def _shutdown(smi: Any) -> None:
     try:
         smi.amdsmi_shut_down()

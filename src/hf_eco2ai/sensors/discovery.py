@@ -153,34 +153,35 @@ def discover_sensors(
     tree = ProcessTree()  # this process and its children: the job scope of every sensor
 
     if config.track_gpu:
-        found = _contained(
+        world = _local_world_size(env)
+        _add_gpu_sensor(
             "GPU",
             notes,
+            sensors,
             lambda: NvmlSensor.try_create(
                 config.gpu_devices,
                 nvml=nvml,
                 environ=env,
                 local_rank=local_rank,
-                local_world_size=_local_world_size(env),
+                local_world_size=world,
+            ),
+            tree=tree,
+            nvidia_probe=nvidia_probe,
+        )
+        _add_gpu_sensor(  # AMD GPUs (amdsmi), beside NVML
+            "GPU (AMD)",
+            notes,
+            sensors,
+            lambda: AmdSmiSensor.try_create(
+                config.gpu_devices,
+                amdsmi=amdsmi,
+                environ=env,
+                local_rank=local_rank,
+                local_world_size=world,
             ),
         )
-        if found is not None:
-            gpu, note = found
-            notes.append(f"GPU: {note}")
-            if gpu is not None:
-                sensors.append(JobScopedSensor(gpu, tree))
-            else:
-                missing = _gpu_not_measured(note, nvidia_probe)
-                if missing is not None:
-                    logger.warning("hf-eco2ai: %s", missing)
-                    notes.append(missing)
     else:
         notes.append("GPU: not tracked (track_gpu=false)")
-
-    # ---- AMD GPUs (amdsmi), beside NVML: see _add_amd_gpus --------------------------------
-    if config.track_gpu:
-        _add_amd_gpus(config, sensors, notes, amdsmi=amdsmi, env=env, local_rank=local_rank)
-    # ---- end of AMD GPUs ------------------------------------------------------------------
 
     if not (config.track_cpu or config.track_ram):
         notes.append("CPU/RAM: not tracked (track_cpu=false, track_ram=false)")
@@ -242,30 +243,31 @@ def discover_sensors(
     return Discovery(tuple(sensors), tuple(notes))
 
 
-# ---- AMD GPUs (amdsmi) ------------------------------------------------------------------------
-def _add_amd_gpus(
-    config: CarbonConfig,
-    sensors: list[Sensor],
+def _add_gpu_sensor(
+    label: str,
     notes: list[str],
+    sensors: list[Sensor],
+    create: Callable[[], tuple[Sensor | None, str]],
     *,
-    amdsmi: Any,
-    env: Mapping[str, str],
-    local_rank: int,
+    tree: ProcessTree | None = None,
+    nvidia_probe: Callable[[], str | None] | None = None,
 ) -> None:
-    """Add the amdsmi sensor for the AMD GPUs this process owns (a note either way)."""
-    found = _contained(
-        "GPU (AMD)",
-        notes,
-        lambda: AmdSmiSensor.try_create(
-            config.gpu_devices,
-            amdsmi=amdsmi,
-            environ=env,
-            local_rank=local_rank,
-            local_world_size=_local_world_size(env),
-        ),
-    )
-    if found is not None:
-        gpu, note = found
-        notes.append(f"GPU: {note}")
-        if gpu is not None:
-            sensors.append(gpu)
+    """Add one vendor's GPU sensor, with a note either way.
+
+    ``tree``: wrap the sensor so that each GPU also reports the job's share of it (NVML knows
+    which processes run on a GPU). ``nvidia_probe``: where the sensor is missing but the machine
+    shows NVIDIA hardware, warn and say what goes unmeasured (a missing library, not a missing
+    GPU).
+    """
+    found = _contained(label, notes, create)
+    if found is None:
+        return
+    gpu, note = found
+    notes.append(f"GPU: {note}")
+    if gpu is not None:
+        sensors.append(JobScopedSensor(gpu, tree) if tree is not None else gpu)
+    elif nvidia_probe is not None:
+        missing = _gpu_not_measured(note, nvidia_probe)
+        if missing is not None:
+            logger.warning("hf-eco2ai: %s", missing)
+            notes.append(missing)

@@ -49,6 +49,12 @@ from hf_eco2ai.sensors.base import (
     Reading,
     SensorError,
 )
+from hf_eco2ai.sensors.discovery_notes import (
+    devices_note,
+    no_sensor,
+    note_suffix,
+    one_device_per_rank,
+)
 
 __all__ = ["NvmlSensor"]
 
@@ -197,26 +203,25 @@ class NvmlSensor:
             try:
                 import pynvml as nvml_module
             except Exception as exc:  # ImportError, or a broken install
-                return cls._none(f"NVML: nvidia-ml-py is not importable ({exc}): no GPU metrics")
+                return no_sensor(
+                    f"NVML: nvidia-ml-py is not importable ({exc}): no GPU metrics", logger
+                )
             nvml = nvml_module
         try:
             nvml.nvmlInit()
         except Exception as exc:
-            return cls._none(f"NVML: nvmlInit failed ({exc}): no NVIDIA driver, no GPU metrics")
+            return no_sensor(
+                f"NVML: nvmlInit failed ({exc}): no NVIDIA driver, no GPU metrics", logger
+            )
         try:
             sensor, note = cls._build(nvml, selectors, env, local_rank, local_world_size)
         except Exception as exc:
             sensor, note = None, f"NVML: GPU discovery failed ({type(exc).__name__}: {exc})"
         if sensor is None:
             _shutdown(nvml)
-            return cls._none(note)
+            return no_sensor(note, logger)
         logger.info("%s", note)
         return sensor, note
-
-    @staticmethod
-    def _none(note: str) -> tuple[None, str]:
-        logger.info("%s", note)
-        return None, note
 
     @classmethod
     def _build(
@@ -230,38 +235,32 @@ class NvmlSensor:
         notes: list[str] = []
         physical = _enumerate(nvml, notes)
         if not physical:
-            return None, "NVML: no NVIDIA GPU found" + _suffix(notes)
+            return None, "NVML: no NVIDIA GPU found" + note_suffix(notes)
         visible, how = _visible(nvml, physical, env, notes)
         if not visible:
-            return None, f"NVML: no GPU visible to this process ({how})" + _suffix(notes)
+            return None, f"NVML: no GPU visible to this process ({how})" + note_suffix(notes)
         if selectors:
             chosen = _select(nvml, physical, visible, selectors, notes)
             how = f"gpu_devices={','.join(selectors)} ({how})"
         elif (
-            local_rank is not None
-            and local_world_size is not None
-            and local_world_size > 1
-            and len(visible) == local_world_size
-            and 0 <= local_rank < len(visible)
-        ):
-            chosen = [visible[local_rank]]
-            how += (
-                f"; {local_world_size} local ranks each see {len(visible)} GPUs:"
-                f" local rank {local_rank} measures CUDA device {local_rank} only"
+            per_rank := one_device_per_rank(
+                visible, local_rank=local_rank, local_world_size=local_world_size, api="CUDA"
             )
+        ) is not None:
+            chosen, why = per_rank
+            how += why
         else:
             chosen = list(visible)
         chosen = _dedupe(chosen)
         if not chosen:
-            return None, f"NVML: no GPU selected ({how})" + _suffix(notes)
+            return None, f"NVML: no GPU selected ({how})" + note_suffix(notes)
         gpus: list[_Gpu] = []
         devices: list[DeviceInfo] = []
         for target in chosen:
             gpu, info = _probe(nvml, target)
             gpus.append(gpu)
             devices.append(info)
-        summary = "; ".join(f"{d.hw_id} ({d.name}): {d.method.value}, {d.note}" for d in devices)
-        note = f"NVML: {len(devices)} GPU(s) via {how}: {summary}" + _suffix(notes)
+        note = devices_note("NVML", devices, how, notes)
         return cls(nvml, gpus, devices), note
 
     # ------------------------------------------------------------------ Sensor protocol
@@ -412,10 +411,6 @@ class NvmlSensor:
 
 
 # ---------------------------------------------------------------------- helpers
-def _suffix(notes: Sequence[str]) -> str:
-    return "" if not notes else " [" + "; ".join(notes) + "]"
-
-
 def _shutdown(nvml: Any) -> None:
     try:
         nvml.nvmlShutdown()

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading, SensorError
 from hf_eco2ai.sensors.cpu_model import read_cpu_model, read_cpu_vendor
+from hf_eco2ai.sensors.discovery_notes import note_suffix
 
 __all__ = ["DEFAULT_MAX_POWER_W", "DEFAULT_ROOT", "RaplSensor"]
 
@@ -156,7 +157,7 @@ class RaplSensor:
             if not include:
                 return None, "RAPL: no domain kind requested"
             kinds = " or ".join(sorted(include))
-            return None, f"RAPL: no {kinds} domain under {root}" + _suffix(skipped)
+            return None, f"RAPL: no {kinds} domain under {root}" + note_suffix(skipped)
         domains: list[_Domain] = []
         failure = ""
         now = clock()
@@ -173,14 +174,14 @@ class RaplSensor:
             dom.max_power_w = _max_power(read, dom.path)
             domains.append(dom)
         if not domains:
-            return None, failure + _suffix(skipped[1:])
+            return None, failure + note_suffix(skipped[1:])
         cpu_name = read_cpu_model(cpuinfo_path) or "CPU"
         vendor = read_cpu_vendor(cpuinfo_path) or (
             "AMD" if domains[0].zone.startswith("amd") else "Intel"
         )
         devices = [_describe(d, cpu_name, vendor) for d in domains]
         found = ", ".join(f"{d.zone} ({d.name})" for d in domains)
-        note = f"RAPL: {found} under {root}" + _suffix(skipped)
+        note = f"RAPL: {found} under {root}" + note_suffix(skipped)
         return cls(domains, devices, opener=read, clock=clock, notes=skipped), note
 
     # ------------------------------------------------------------------ Sensor protocol
@@ -241,10 +242,6 @@ class RaplSensor:
 
 
 # ---------------------------------------------------------------------- helpers
-def _suffix(notes: Sequence[str]) -> str:
-    return "" if not notes else " [" + "; ".join(notes) + "]"
-
-
 def _parse_uj(text: str, path: str) -> int:
     try:
         value = int(text.strip())
