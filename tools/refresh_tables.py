@@ -5,8 +5,8 @@ where each comes from)::
 
     python tools/refresh_tables.py --from ~/Downloads/carbon-sources [--out DIR]
 
-Source files (one of the first two is required; a missing optional source keeps the rows the
-shipped tables already hold for it):
+Source files (one of the first two is required unless the country table in force is to be kept
+as it is; any other source that is missing keeps the rows the shipped tables already hold for it):
 
 ==============================  ==============================================================
 ``carbon-intensity-electricity.csv``
@@ -21,12 +21,22 @@ shipped tables already hold for it):
 ``iso_3166-2.json``             Debian ``iso-codes``: subdivision names (US-CA → California)
 ``CI_aggregated.csv``           Green Algorithms ``data/v3.0``: US states, Canadian provinces,
                                 Australian states (gCO2e/kWh, year in the source text)
+``egrid-state-<YEAR>.csv``      US EPA eGRID's state sheet (``ST<YY>``) saved as CSV, with the
+                                short-code header row (``PSTATABB``, ``STC2ERTA``): US states
+                                and DC, CO2e total output emission rate in lb/MWh (converted
+                                to g/kWh, × 0.45359237); the newest year wins
+``nga-scope2.csv``              Australia's National Greenhouse Accounts Factors, Table 1
+                                (scope 2, location-based), transcribed as ``zone,
+                                kg_co2e_per_kwh, edition, note`` with our zone codes (``AU-NSW``)
 ``google-cloud-<YEAR>.csv``     Google's ``region-carbon-info`` ``data/yearly/<YEAR>.csv``:
                                 the GCP region list and Google's published (operational)
                                 figure, kept in the ``published_*`` columns; the newest year wins
 ``carbon_index.csv``            eco2ai's carbon index: used for countries the first file lacks
 ``cloud_region_locations.csv``  cloud region → grid zone (defaults to the shipped copy)
 ==============================  ==============================================================
+
+Sub-national sources can overlap (Green Algorithms republishes older eGRID and NGA figures):
+each zone takes the newest year any supplied source, or the shipped table, has for it.
 
 Every row carries its ``basis`` (``lifecycle``: generation plus upstream/life-cycle emissions of
 each source; ``direct``: combustion at the plant only) and ``licence`` (:data:`SOURCE_META`).
@@ -78,6 +88,11 @@ SRC_ECO2AI = "eco2ai"
 SRC_GREEN_ALGORITHMS = "green-algorithms"
 SRC_GOOGLE = "google-cloud"
 SRC_WORLD = "world-average"
+SRC_EGRID = "egrid"
+SRC_NGA = "nga"
+
+#: eGRID rates are in lb/MWh; the international avoirdupois pound is exactly 0.45359237 kg.
+LB_PER_MWH_TO_G_PER_KWH = 0.45359237
 
 #: ``source`` → (``basis``, ``licence``) of its rows.
 SOURCE_META: Mapping[str, tuple[str, str]] = {
@@ -86,6 +101,8 @@ SOURCE_META: Mapping[str, tuple[str, str]] = {
     SRC_GREEN_ALGORITHMS: ("direct", "CC-BY-4.0"),
     SRC_ECO2AI: ("unstated", "Apache-2.0"),
     SRC_GOOGLE: ("direct", "Apache-2.0"),  # Google: "operational gross emissions"
+    SRC_EGRID: ("direct", "public-domain"),  # US EPA: a work of the US federal government
+    SRC_NGA: ("direct", "CC-BY-4.0"),  # Commonwealth of Australia (DCCEEW)
 }
 
 #: Territories without their own figure whose grid is the neighbour's (interconnection/imports).
@@ -362,6 +379,133 @@ def _green_algorithms(src: Path, names: Mapping[str, str]) -> list[Row] | None:
     return out
 
 
+def _newest(src: Path, pattern: str) -> tuple[int, Path] | None:
+    """(year, path) of the newest ``<prefix><YEAR>.csv`` in ``src`` matching ``pattern``."""
+    found = sorted(
+        (int(m.group(1)), p) for p in src.glob("*.csv") if (m := re.fullmatch(pattern, p.name))
+    )
+    if not found:
+        return None
+    year, path = found[-1]
+    _year(year, path.name)
+    return year, path
+
+
+def _egrid(src: Path) -> list[Row] | None:
+    """US state rows from the newest ``egrid-state-<YEAR>.csv`` (eGRID's ``ST<YY>`` sheet)."""
+    newest = _newest(src, r"egrid-state-(\d{4})\.csv")
+    if newest is None:
+        return None
+    year, path = newest
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path.name}: cannot read CSV ({exc})") from None
+    # eGRID's workbook has a row of long names above the short codes: start at the codes
+    start = next((i for i, line in enumerate(lines[:5]) if "PSTATABB" in line), None)
+    if start is None or "STC2ERTA" not in lines[start]:
+        raise SourceError(f"{path.name}: needs eGRID's short-code header (PSTATABB, STC2ERTA)")
+    out: list[Row] = []
+    for row in csv.DictReader(io.StringIO("".join(lines[start:]))):
+        state = (row.get("PSTATABB") or "").strip().upper()
+        if not re.fullmatch(r"[A-Z]{2}", state) or state == "PR":
+            continue  # Puerto Rico is its own ISO 3166-1 country, on the national basis
+        if row.get("YEAR") and _year(row["YEAR"], path.name) != year:
+            raise SourceError(f"{path.name}[{state}]: data year {row['YEAR']} is not {year}")
+        raw = (row.get("STC2ERTA") or "").replace(",", "").strip()
+        try:
+            lb_per_mwh = float(raw)
+        except ValueError:
+            raise SourceError(f"{path.name}[{state}]: STC2ERTA {raw!r} is not a number") from None
+        value = _intensity(lb_per_mwh * LB_PER_MWH_TO_G_PER_KWH, f"{path.name}[{state}]")
+        out.append(
+            {
+                "zone": f"US-{state}",
+                "country": "US",
+                "code": state,
+                "name": "",
+                "intensity_g_per_kwh": _fmt(value),
+                "year": str(year),
+                "source": SRC_EGRID,
+                "note": f"EPA eGRID{year} state CO2e total output emission rate (STC2ERTA) "
+                f"{raw} lb/MWh x 0.45359237",
+            }
+        )
+    if not out:
+        raise SourceError(f"{path.name}: no state rows")
+    return out
+
+
+NGA_FILE = "nga-scope2.csv"
+
+
+def _nga(src: Path) -> list[Row] | None:
+    """Australian zone rows from ``nga-scope2.csv`` (NGA Factors, Table 1, scope 2)."""
+    path = src / NGA_FILE
+    if not path.exists():
+        return None
+    out: list[Row] = []
+    for row in _read_csv(path):
+        zone = row.get("zone", "")
+        what = f"{NGA_FILE}[{zone}]"
+        if not re.fullmatch(r"AU-[A-Z]+(-[A-Z]+)?", zone):
+            raise SourceError(f"{what}: zone must be an AU-... code")
+        try:
+            kg = float(row.get("kg_co2e_per_kwh", ""))
+        except ValueError:
+            raise SourceError(f"{what}: kg_co2e_per_kwh is not a number") from None
+        edition = _year(row.get("edition", ""), what)
+        upstream = (
+            f"National Greenhouse Accounts Factors {edition}, Table 1, scope 2: {kg:g} kg/kWh"
+        )
+        note = row.get("note", "")
+        out.append(
+            {
+                "zone": zone,
+                "country": "AU",
+                "code": zone[3:],
+                "name": "",
+                "intensity_g_per_kwh": _fmt(_intensity(kg * 1000, what)),
+                "year": str(edition),
+                "source": SRC_NGA,
+                "note": f"{upstream}; {note}" if note else upstream,
+            }
+        )
+    if not out:
+        raise SourceError(f"{NGA_FILE}: no rows")
+    return out
+
+
+def _subnational(src: Path, names: Mapping[str, str], current: Sequence[Row]) -> list[Row]:
+    """The newest figure for each sub-national zone among the sources given and ``current``.
+
+    ``current`` (the shipped rows) loses to a supplied source of the same year; the Nordic
+    bidding zones are rebuilt separately and not taken from here.
+    """
+    kept = [dict(r) for r in current if r.get("source") not in (SRC_OWID, SRC_WORLD)]
+    candidates: list[list[Row]] = [kept]
+    for fresh in (_green_algorithms(src, names), _egrid(src), _nga(src)):
+        if fresh is not None:
+            for row in fresh:
+                row.update(
+                    _provenance(row["intensity_g_per_kwh"], row["year"], row["source"], "")
+                    | {"note": _zone_note(row)}
+                )
+            candidates.append(fresh)
+    best: dict[str, tuple[int, int, Row]] = {}
+    for rank, rows in enumerate(candidates):
+        for row in rows:
+            key = (int(row["year"]), rank)
+            if row["zone"] not in best or key >= best[row["zone"]][:2]:
+                best[row["zone"]] = (*key, row)
+    old_names = {r["zone"]: r.get("name", "") for r in current}
+    out = []
+    for zone, (_, _, row) in best.items():
+        row["name"] = names.get(zone) or row.get("name") or old_names.get(zone) or row["code"]
+        out.append(row)
+    return out
+
+
 def _nordic(by_a2: Mapping[str, Row]) -> list[Row]:
     out: list[Row] = []
     for key, name in NORDIC_NAMES.items():
@@ -416,17 +560,8 @@ def _locations(src: Path, current: Path) -> list[Row]:
 
 
 # --------------------------------------------------------------------------- build
-def build_tables(src: Path, current: Path = DATA_DIR) -> Tables:
-    """Rebuild every table from the source files in ``src``.
-
-    ``current`` is the directory of the tables in force: rows of a source that is absent from
-    ``src`` are kept from there.
-
-    Raises:
-        SourceError: a source file is missing (the required one) or malformed.
-    """
-    iso = _iso_rows(src, current)
-    names = _subdivision_names(src)
+def _countries(src: Path, iso: Sequence[Row]) -> tuple[list[Row], dict[str, Row]]:
+    """Country rows (and the world row) from the national sources in ``src``."""
     grapher = _owid_grapher(src)
     owid = _owid(src, required=grapher is None)
     eco = _eco2ai_countries(src)
@@ -482,19 +617,29 @@ def build_tables(src: Path, current: Path = DATA_DIR) -> Tables:
         }
     )
 
-    fresh = _green_algorithms(src, names)
-    if fresh is None:
-        fresh = _keep(read_table(current / "zones.csv"), SRC_GREEN_ALGORITHMS)
-    for zone_row in fresh:
-        zone_row.update(
-            _provenance(
-                zone_row["intensity_g_per_kwh"],
-                zone_row["year"],
-                SRC_GREEN_ALGORITHMS,
-                _zone_note(zone_row),
-            )
-        )
-    zones = fresh + _nordic(by_a2)
+    return countries, by_a2
+
+
+def build_tables(src: Path, current: Path = DATA_DIR) -> Tables:
+    """Rebuild every table from the source files in ``src``.
+
+    ``current`` is the directory of the tables in force: rows of a source that is absent from
+    ``src`` are kept from there.
+
+    Raises:
+        SourceError: a source file is missing (the required one) or malformed.
+    """
+    iso = _iso_rows(src, current)
+    names = _subdivision_names(src)
+    kept = read_table(current / "countries.csv")
+    if not (src / GRAPHER_FILE).exists() and not (src / "global_energy_mix.json").exists() and kept:
+        # no national source supplied: the shipped national rows stay as they are
+        countries = kept
+        by_a2 = {r["alpha2"]: r for r in kept}
+    else:
+        countries, by_a2 = _countries(src, iso)
+
+    zones = _subnational(src, names, read_table(current / "zones.csv")) + _nordic(by_a2)
     zones.sort(key=lambda r: r["zone"])
 
     locations = _locations(src, current)
@@ -555,10 +700,6 @@ def _zone_note(row: Row) -> str:
     if reason and not upstream.startswith(reason):
         return f"{reason}; upstream: {upstream}" if upstream else reason
     return upstream
-
-
-def _keep(rows: Iterable[Row], source: str) -> list[Row]:
-    return [dict(r) for r in rows if r.get("source") == source]
 
 
 def _write(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> None:

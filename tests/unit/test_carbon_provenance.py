@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "carbon-intensity.md"
 DATA_README = ROOT / "src" / "hf_eco2ai" / "carbon" / "data" / "README.md"
 
-SOURCES = {"owid", "world-average", "green-algorithms", "eco2ai"}
-LICENCES = {"CC-BY-4.0", "Apache-2.0"}
+SOURCES = {"owid", "world-average", "green-algorithms", "egrid", "nga", "eco2ai"}
+LICENCES = {"CC-BY-4.0", "Apache-2.0", "public-domain"}
+#: sub-national sources: each states its years in the docs
+SUBNATIONAL = ("egrid", "nga", "green-algorithms")
 SOURCE_RE = re.compile(r"^(table:[a-z0-9-]+|world-average)@\d{4}/(lifecycle|direct|unstated)$")
 
 
@@ -226,8 +228,32 @@ def test_the_docs_state_the_years_and_licences_of_the_data() -> None:
     assert f"data/yearly/{year}.csv" in readme
     assert "Apache-2.0 (the repository's licence)" in readme
     assert "ENTSO-E data" not in readme  # the old, wrong description of the placeholder
-    zone_years = {r["year"] for r in _csv("zones.csv") if r["source"] == "green-algorithms"}
-    assert f"{min(zone_years)}–{max(zone_years)}" in doc
+    zones = _csv("zones.csv")
+    for source in SUBNATIONAL:
+        years = sorted({r["year"] for r in zones if r["source"] == source})
+        assert years, source
+        # the data README's sources table gives each sub-national source's year(s) on its row
+        span = years[0] if len(years) == 1 else f"{years[0]}–{years[-1]}"
+        assert re.search(rf"^\| `{source}` \|[^\n]*\| {span} \|", readme, re.M), (source, span)
+    all_years = sorted({r["year"] for r in zones if r["source"] in SUBNATIONAL})
+    assert f"{all_years[0]}–{all_years[-1]}" in doc
+    licences = {r["licence"] for r in zones if r["source"] == "egrid"}
+    assert licences == {"public-domain"}
+
+
+def test_zone_figures_follow_their_published_units() -> None:
+    """eGRID rows are lb/MWh x 0.45359237, NGA rows kg/kWh x 1000, both stated in the note."""
+    for row in _csv("zones.csv"):
+        value = float(row["intensity_g_per_kwh"])
+        if row["source"] == "egrid":
+            match = re.search(r"\(STC2ERTA\) ([\d.]+) lb/MWh", row["note"])
+            assert match is not None, row
+            assert value == pytest.approx(float(match.group(1)) * 0.45359237, abs=5e-4), row
+        elif row["source"] == "nga":
+            match = re.search(r"Factors (\d{4}), Table 1, scope 2: ([\d.]+) kg/kWh", row["note"])
+            assert match is not None, row
+            assert match.group(1) == row["year"], row
+            assert value == pytest.approx(float(match.group(2)) * 1000), row
 
 
 def test_the_figures_the_docs_quote_are_the_tables() -> None:

@@ -318,3 +318,91 @@ def test_shipped_tables_are_consistent_with_the_builder_columns() -> None:
     ):
         header = (rt.DATA_DIR / name).read_text(encoding="utf-8").splitlines()[0]
         assert header == ",".join(columns)
+
+
+# --------------------------------------------------------------------------- eGRID and NGA
+# eGRID's state sheet as EPA's workbook lays it out: long names, then the short codes.
+EGRID_2022 = (
+    "Data Year,State abbreviation,State annual CO2 equivalent total output emission rate (lb/MWh)\n"
+    "YEAR,PSTATABB,STC2ERTA\n"
+    "2022,CA,457.485\n"
+    "2022,WA,185.965\n"
+    "2022,PR,1599.922\n"
+)
+NGA = (
+    "zone,kg_co2e_per_kwh,edition,note\n"
+    "AU-NSW,0.64,2025,row New South Wales and Australian Capital Territory\n"
+    "AU-WA-NWIS,0.61,2024,\n"
+)
+
+
+def test_egrid_and_nga_replace_older_rows(tmp_path: Path) -> None:
+    src = _write_sources(tmp_path / "src")  # Green Algorithms: US-CA 216.43 for 2020
+    (src / "egrid-state-2022.csv").write_text(EGRID_2022, encoding="utf-8")
+    (src / "egrid-state-2020.csv").write_text("YEAR,PSTATABB,STC2ERTA\n2020,CA,1\n")
+    (src / rt.NGA_FILE).write_text(NGA, encoding="utf-8")
+    zones = {r["zone"]: r for r in rt.build_tables(src, tmp_path / "nothing").zones}
+    # the newest eGRID file, lb/MWh converted with the exact pound
+    ca = zones["US-CA"]
+    assert (ca["source"], ca["year"], ca["basis"]) == ("egrid", "2022", "direct")
+    assert float(ca["intensity_g_per_kwh"]) == pytest.approx(457.485 * 0.45359237, abs=5e-4)
+    assert ca["licence"] == "public-domain"
+    assert ca["name"] == "California"
+    assert "(STC2ERTA) 457.485 lb/MWh" in ca["note"]
+    assert ca["note"].startswith("state figure on a direct basis")
+    assert zones["US-WA"]["name"] == "WA"  # no ISO name and no current row: the code
+    assert "US-PR" not in zones  # Puerto Rico is a country of its own
+    assert zones["CA-MB"]["source"] == "green-algorithms"  # nothing newer for Canada
+    nsw = zones["AU-NSW"]
+    assert (nsw["intensity_g_per_kwh"], nsw["year"], nsw["source"]) == ("640", "2025", "nga")
+    assert nsw["licence"] == "CC-BY-4.0"
+    assert "Factors 2025, Table 1, scope 2: 0.64 kg/kWh; row New South Wales" in nsw["note"]
+    assert zones["AU-WA-NWIS"]["year"] == "2024"
+    assert zones["AU-WA-NWIS"]["note"].endswith("scope 2: 0.61 kg/kWh")
+
+
+def test_an_older_source_does_not_undo_a_newer_row(tmp_path: Path) -> None:
+    src = _write_sources(tmp_path / "src")
+    (src / "egrid-state-2022.csv").write_text(EGRID_2022, encoding="utf-8")
+    out = tmp_path / "out"
+    assert rt.main(["--from", str(src), "--out", str(out)]) == 0
+    (src / "egrid-state-2022.csv").unlink()  # Green Algorithms' 2020 figure is still supplied
+    assert rt.main(["--from", str(src), "--out", str(out)]) == 0
+    zones = _read(out / "zones.csv")
+    assert (zones["US-CA"]["source"], zones["US-CA"]["year"]) == ("egrid", "2022")
+    assert zones["US-CA"]["note"].count("direct basis") == 1
+    # with no national source at all, the country table in force is kept as it is
+    before = (out / "countries.csv").read_text(encoding="utf-8")
+    (src / "global_energy_mix.json").unlink()
+    assert rt.main(["--from", str(src), "--out", str(out)]) == 0
+    assert (out / "countries.csv").read_text(encoding="utf-8") == before
+    assert _read(out / "zones.csv")["SE-SE3"]["intensity_g_per_kwh"] == "40"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("egrid-state-2022.csv", "YEAR,PSTATABB\n2022,CA\n", "short-code header"),
+        ("egrid-state-2022.csv", "PSTATABB,STC2ERTA\nCA,n/a\n", "not a number"),
+        ("egrid-state-2022.csv", "YEAR,PSTATABB,STC2ERTA\n2021,CA,400\n", "not 2022"),
+        ("egrid-state-2022.csv", "PSTATABB,STC2ERTA\nCA,9000\n", "outside"),
+        ("egrid-state-2022.csv", "PSTATABB,STC2ERTA\nPR,900\n", "no state rows"),
+        ("egrid-state-1800.csv", "PSTATABB,STC2ERTA\nCA,400\n", "year"),
+        ("egrid-state-2022.csv", b"\xff\xfe\x00bad", "cannot read CSV"),
+        (rt.NGA_FILE, "zone,kg_co2e_per_kwh,edition\nNSW,0.6,2025\n", "AU-"),
+        (rt.NGA_FILE, "zone,kg_co2e_per_kwh,edition\nAU-NSW,x,2025\n", "not a number"),
+        (rt.NGA_FILE, "zone,kg_co2e_per_kwh,edition\nAU-NSW,0.6,20x5\n", "year"),
+        (rt.NGA_FILE, "zone,kg_co2e_per_kwh,edition\nAU-NSW,3,2025\n", "outside"),
+        (rt.NGA_FILE, "zone,kg_co2e_per_kwh,edition\n", "no rows"),
+    ],
+)
+def test_malformed_egrid_and_nga(
+    tmp_path: Path, name: str, content: str | bytes, message: str
+) -> None:
+    src = _write_sources(tmp_path / "src")
+    if isinstance(content, bytes):
+        (src / name).write_bytes(content)
+    else:
+        (src / name).write_text(content)
+    with pytest.raises(rt.SourceError, match=message):
+        rt.build_tables(src, tmp_path / "nothing")
