@@ -70,6 +70,7 @@ class Route:
     body: bytes = b"{}"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    gate: threading.Event | None = None  # the response waits until the test sets it
     trickle: float = 0.0  # seconds between single bytes of the body
     content_length: bool = True
 
@@ -89,6 +90,8 @@ class Server:
                     (self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
                 )
                 route = server.routes.get(self.path) or Route(404, b'{"error": "not found"}')
+                if route.gate is not None:
+                    route.gate.wait(10)
                 if route.delay:
                     time.sleep(route.delay)
                 try:
@@ -183,22 +186,25 @@ def test_refresh_interval_is_respected(server: Server) -> None:
 
 
 def test_background_fetch(server: Server) -> None:
-    server.json(EM_PATH, EM_OK)
+    gate = threading.Event()
+    server.routes[EM_PATH] = Route(body=json.dumps(EM_OK).encode(), gate=gate)
     provider = em(server, background=True)
     provider.maybe_refresh(0.0)
-    provider.maybe_refresh(10_000.0)  # a fetch in flight: no second one
+    provider.maybe_refresh(10_000.0)  # the first fetch is held in flight: no second one
+    gate.set()
     provider.wait(5)
     assert provider.current().value == 302.0
     assert len(server.requests) == 1
 
 
 def test_slow_background_fetch_does_not_block(server: Server) -> None:
-    server.routes[EM_PATH] = Route(body=json.dumps(EM_OK).encode(), delay=0.3)
-    provider = em(server, background=True, timeout=2.0)
-    started = time.monotonic()
-    provider.maybe_refresh(0.0)
-    assert time.monotonic() - started < 0.2
+    gate = threading.Event()
+    server.routes[EM_PATH] = Route(body=json.dumps(EM_OK).encode(), gate=gate)
+    provider = em(server, background=True, timeout=5.0)
+    provider.maybe_refresh(0.0)  # returns while the server still holds the answer back
+    assert not gate.is_set()
     assert provider.current() is FALLBACK
+    gate.set()
     provider.wait(5)
     assert provider.current().value == 302.0
 
