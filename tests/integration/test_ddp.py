@@ -194,7 +194,10 @@ def _check_ranks(ranks: list[dict[str, Any]], framework: str, local_world: int) 
         assert run["hf_eco2ai.energy.gpu.joules"] > 0
         if local == 0:
             assert set(types) >= HOST_TYPES, types
-            assert run["hf_eco2ai.energy.cpu.joules"] > 0
+            # present on the rank that measures the host; not "> 0": a run of ~0.2 s may end
+            # before the sampler's next tick (late on a loaded machine), and then its CPU share
+            # is the idle one extrapolated from the tick before training began
+            assert run["hf_eco2ai.energy.cpu.joules"] >= 0
         else:
             assert not HOST_TYPES & set(types), types
             assert "hf_eco2ai.energy.cpu.joules" not in run
