@@ -203,7 +203,7 @@ class Sampler:
             return
         thread = self._thread
         if thread is None:
-            self.run_pending(timeout)
+            self.run_pending(self.stall_after_s if timeout is None else float(timeout))
             return
         self._stop.set()
         self._wake.set()
