@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigError
 from hf_eco2ai.instrumentor import HFEco2AIInstrumentor
-from hf_eco2ai.integrations.measure import Measure, Measurement, measure
+from hf_eco2ai.integrations.measure import Measure, Measurement, flush, measure
 from hf_eco2ai.version import __version__
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "Measure",
     "Measurement",
     "__version__",
+    "flush",
     "measure",
 ]
 

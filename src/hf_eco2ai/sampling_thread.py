@@ -15,6 +15,13 @@ Never waits unboundedly on a sensor: reads happen on the sampler thread only; a 
 Forked children (e.g. DataLoader workers) never run the parent's sampler: ``os.register_at_fork``
 marks every sampler as inherited in the child and gives its ledger a fresh lock.
 
+Deferred work: :meth:`Sampler.call_soon` hands a small job (ending a ``measure()`` window's
+span, say) to the running sampler thread instead of creating another thread. The job wakes the
+thread through its own event, so it runs at once, between ticks: waking for jobs never makes a
+tick happen early (ticks stay on their ``interval_s`` grid), and a batch of jobs yields to a tick
+that falls due. :meth:`Sampler.run_pending` runs what is queued on the calling thread (stop,
+session close, :func:`run_all_pending` at exit and from ``hf_eco2ai.flush()``).
+
 Example:
     >>> from hf_eco2ai.energy_ledger import Ledger
     >>> from hf_eco2ai.carbon.intensity import CarbonIntensity, StaticIntensity
@@ -32,6 +39,7 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from hf_eco2ai._logging import warn_once
@@ -46,7 +54,13 @@ from hf_eco2ai.energy_ledger import DeviceStatus, Ledger
 from hf_eco2ai.sensors.base import DeviceLostError, Reading, Sensor
 from hf_eco2ai.sensors.process_share import JobScope
 
-__all__ = ["MAX_DEVICE_POWER_W", "ImplausibleReadingError", "Sampler", "stall_bound_s"]
+__all__ = [
+    "MAX_DEVICE_POWER_W",
+    "ImplausibleReadingError",
+    "Sampler",
+    "run_all_pending",
+    "stall_bound_s",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -79,6 +93,8 @@ def _clamped_interval(interval_s: float, sensors: Sequence[Sensor]) -> float:
 
 
 STALL_MIN_S = 2.0
+_JOB_RETRY_S = 0.005
+"""How long the sampler thread waits before looking again at jobs another thread is running."""
 WATCHDOG_PERIOD_S = 10.0
 """The watchdog looks for stuck reads at most this often while sampling (a stuck device is
 marked within ``stall bound + WATCHDOG_PERIOD_S``; ``stop()`` and run ends check at once)."""
@@ -140,6 +156,14 @@ class Sampler:
         self._in_flight: dict[int, int] = {}
         """Device index -> monotonic ns its current read started."""
         self._inherited = False
+        self._jobs: deque[Callable[[], object]] = deque()
+        """Work handed over by :meth:`call_soon`, run in order on the sampler thread."""
+        self._jobs_lock = threading.RLock()
+        """Held while jobs run (by the sampler thread or :meth:`run_pending`): a caller of
+        :meth:`run_pending` returns only once every job queued before it has finished."""
+        self._wake = threading.Event()
+        """Wakes the sampler thread for jobs (and for stop) without it counting as a tick."""
+        self._exit_hooked = False
         self.ticks = 0
         self.read_errors = 0
         """Total failed device reads (also per device in the snapshot)."""
@@ -161,6 +185,7 @@ class Sampler:
             return
         self._stop.clear()
         self._first.clear()
+        self._exit_hooked = False
         self._spawn()
         self._watchdog = threading.Thread(
             target=self._watch, name="hf-eco2ai-sampler-watchdog", daemon=True
@@ -178,8 +203,10 @@ class Sampler:
             return
         thread = self._thread
         if thread is None:
+            self.run_pending(self.stall_after_s if timeout is None else float(timeout))
             return
         self._stop.set()
+        self._wake.set()
         bound = self.stall_after_s if timeout is None else float(timeout)
         if thread is threading.current_thread():
             self._thread = None
@@ -189,6 +216,7 @@ class Sampler:
         watchdog, self._watchdog = self._watchdog, None
         if watchdog is not None:
             watchdog.join(bound)  # wakes on the stop event; never does I/O
+        self.run_pending(bound)  # jobs handed over while the thread was on its way out
         if not thread.is_alive():
             return
         self._abandon("the sampler did not stop", bound=bound)
@@ -275,16 +303,99 @@ class Sampler:
         interval_ns = int(self.interval_s * 1e9)
         next_t = self._clock() + interval_ns
         while True:
-            delay = (next_t - self._clock()) / 1e9
-            if self._stop.wait(max(0.0, delay)):
+            due = False
+            if not self._jobs:
+                delay = (next_t - self._clock()) / 1e9
+                due = delay <= 0 or not self._wake.wait(delay)  # woken by call_soon or stop
+            self._wake.clear()  # before looking at the queue: a later call_soon sets it again
+            if self._stop.is_set():
                 self._locked_tick(epoch)  # the final reading, up to the stop time
+                self._run_jobs(None, wait=False)  # else stop() runs them, after the join
                 return
+            if self._jobs and not self._run_jobs(next_t, wait=False):
+                self._wake.wait(_JOB_RETRY_S)  # another thread runs them (run_pending)
+            if not due and self._clock() < next_t:
+                continue  # woken for jobs: no reading before its time
             if not self._locked_tick(epoch):
                 return  # abandoned while stuck: a newer thread has taken over
             now = self._clock()
             next_t += interval_ns
             if next_t < now:  # a tick took longer than the interval: skip, don't burst
                 next_t = now + interval_ns
+
+    # ------------------------------------------------------------------ deferred jobs
+    def call_soon(self, job: Callable[[], object]) -> bool:
+        """Run ``job()`` on the sampler thread, soon, in the order handed over; True when taken.
+
+        False (nothing queued: run it yourself) when no sampler thread runs here: not started,
+        stopping or stopped, or a forked child's copy. The caller pays a queue append and, when
+        the thread is asleep, one event set (~1 µs). The thread wakes at once for it, without
+        taking a reading (ticks stay on their grid); jobs that are still queued when a tick
+        falls due wait for that tick. A job must be short and must not block: it delays the
+        next reading while it runs. Its exceptions are caught and logged once.
+        """
+        thread = self._thread
+        if self._inherited or thread is None or self._stop.is_set() or not thread.is_alive():
+            return False
+        self._jobs.append(job)
+        if not self._wake.is_set():
+            self._wake.set()
+        if not self._exit_hooked:
+            self._exit_hooked = True
+            _hook_exit()
+        if self._stop.is_set():  # stop() began meanwhile: it may have drained already
+            self.run_pending(self.stall_after_s)
+        return True
+
+    def run_pending(self, timeout: float | None = None) -> bool:
+        """Run every queued job on the calling thread, after the sampler thread has finished
+        the job it is running (at most ``timeout`` s of waiting for it; None: no bound).
+
+        Returns False when that wait timed out (a job is stuck), True otherwise: every job
+        handed over before the call has then finished.
+        """
+        return self._run_jobs(None, timeout=timeout)
+
+    @property
+    def pending_jobs(self) -> int:
+        """Jobs handed over and not yet started."""
+        return len(self._jobs)
+
+    def _run_jobs(
+        self, until_ns: int | None, *, wait: bool = True, timeout: float | None = None
+    ) -> bool:
+        """Run queued jobs, oldest first, until none is left (or, with ``until_ns`` on the
+        sampler clock, until the next tick is due). False when another thread runs jobs and
+        did not finish in time (``wait=False``: at once; the sampler thread never blocks on
+        that, so a stuck :meth:`run_pending` caller cannot stop the readings)."""
+        lock = self._jobs_lock
+        if not wait:
+            got = lock.acquire(blocking=False)
+        else:
+            got = lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+        if not got:
+            return False
+        jobs = self._jobs
+        try:
+            while jobs and (until_ns is None or self._clock() < until_ns):
+                try:
+                    job = jobs.popleft()
+                except IndexError:  # pragma: no cover - another thread took the last one
+                    break
+                try:
+                    job()
+                except Exception as exc:  # jobs contain their errors; this is the last net
+                    warn_once(
+                        _LOG,
+                        "sampler-job",
+                        "hf-eco2ai: deferred work on the sampler thread failed (%s: %s); "
+                        "sampling goes on (logged once)",
+                        type(exc).__name__,
+                        exc,
+                    )
+        finally:
+            lock.release()
+        return True
 
     # ------------------------------------------------------------------ one tick
     def tick(self) -> None:
@@ -415,6 +526,9 @@ class Sampler:
         self._inherited = True
         self._thread = None
         self._watchdog = None
+        self._jobs = deque()  # the parent's work (its spans), not the child's
+        self._jobs_lock = threading.RLock()
+        self._wake = threading.Event()
         self._tick_lock = threading.Lock()
         self._book = threading.Lock()
         self.ledger.reset_lock()
@@ -431,6 +545,37 @@ def _stop_all_at_exit() -> None:
             sampler.stop(timeout=1.0)
         except Exception:  # pragma: no cover - interpreter shutdown
             _LOG.debug("hf-eco2ai: sampler stop at exit failed", exc_info=True)
+
+
+def run_all_pending(timeout: float | None = None) -> bool:
+    """Run the queued jobs of every sampler of this process now, on the calling thread
+    (:meth:`Sampler.run_pending`); False when one could not finish within ``timeout`` s.
+
+    >>> run_all_pending(timeout=1.0)
+    True
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done = True
+    for sampler in list(_LIVE):
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done = sampler.run_pending(left) and done
+    return done
+
+
+def _run_all_pending_at_exit() -> None:
+    try:
+        run_all_pending(timeout=1.0)
+    except Exception:  # pragma: no cover - interpreter shutdown
+        _LOG.debug("hf-eco2ai: deferred work at exit failed", exc_info=True)
+
+
+def _hook_exit() -> None:
+    """(Re-)register the exit hook that runs pending jobs. ``atexit`` runs the newest first, so
+    registering it again at a sampler's first hand-off puts it before the shutdown hook of any
+    tracer provider made earlier (the SDK's ``shutdown_on_exit``): the spans those jobs end still
+    reach that provider's exporters."""
+    atexit.unregister(_run_all_pending_at_exit)
+    atexit.register(_run_all_pending_at_exit)
 
 
 if hasattr(os, "register_at_fork"):

@@ -6,17 +6,21 @@ Budgets are reported, not asserted (timings on a shared machine are noise-prone)
     .venv/bin/python -m pytest tests/performance/test_measure_window.py -q --benchmark-only \\
         --benchmark-columns=min,median,iqr,mean,rounds
 
-One window is ``with hf_eco2ai.measure("w"): pass`` (two ledger snapshots, the window's
-energy per device, its span with the ``hf_eco2ai.*`` attributes, the context switch). Modes
-(the tracer provider given to ``instrument()``):
+One window is ``with hf_eco2ai.measure("w"): pass`` (two ledger snapshots, the span started
+and made current, the context restored; when the span records, its end — the window's energy
+per device, the ``hf_eco2ai.*`` attributes, ``span.end`` — is handed to the sampler thread).
+Modes (the tracer provider given to ``instrument()``):
 
 * ``noop-provider``: OpenTelemetry's no-op provider: our own work only;
 * ``not-sampled``: an SDK provider whose sampler drops every span: our work plus the SDK's
   sampling decision;
 * ``recorded``: an SDK provider with a ``BatchSpanProcessor`` (its exporter drops everything):
-  what a window costs when its span is kept;
+  what a window costs the calling thread when its span is kept;
+* ``recorded-on-caller``: the same, with the sampler thread refusing the hand-off, so the
+  calling thread ends the window itself (as ``stop()`` and windows without ``instrument()``
+  do): the whole work, of which ``recorded`` keeps only the part that cannot move;
 * ``sdk-span-only``: the same provider, a bare ``start_as_current_span`` without hf-eco2ai:
-  what the SDK itself charges for any span (subtract it from ``recorded`` for our share).
+  what the SDK itself charges for any span (start and end, on the calling thread).
 
 Every test asserts what the window did (its result, its span), never how long it took.
 """
@@ -36,11 +40,12 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 import hf_eco2ai
 from hf_eco2ai import CarbonConfig, HFEco2AIInstrumentor
 from hf_eco2ai import energy_monitor as monitor_module
+from hf_eco2ai.sampling_thread import Sampler
 from tests.conftest import fake_monitor
 
 BUDGET_US = 20.0
 FAST = {"max_time": 0.4, "min_rounds": 2000, "warmup": True, "warmup_iterations": 200}
-MODES = ("noop-provider", "not-sampled", "recorded", "sdk-span-only")
+MODES = ("noop-provider", "not-sampled", "recorded", "recorded-on-caller", "sdk-span-only")
 
 
 class CountingExporter(SpanExporter):
@@ -73,7 +78,10 @@ def mode(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any, CountingExp
     config = CarbonConfig(sample_interval=1.0, write_report=False)
     inst.instrument(tracer_provider=provider, meter_provider=MeterProvider(), config=config)
     try:
-        yield name, provider, exporter
+        with pytest.MonkeyPatch.context() as patch:
+            if name == "recorded-on-caller":
+                patch.setattr(Sampler, "call_soon", lambda self, job: False)
+            yield name, provider, exporter
     finally:
         inst.uninstrument()
         monitor_module.set_monitor_factory(None)
@@ -104,6 +112,7 @@ def test_measure_window(benchmark: Any, mode: Any) -> None:
     benchmark.extra_info["mode"] = name
     benchmark.extra_info["budget_us"] = BUDGET_US
     benchmark(window)
+    assert hf_eco2ai.flush()  # window spans still being ended on the sampler thread
     if isinstance(provider, TracerProvider):
         provider.force_flush()
     if name == "sdk-span-only":
@@ -113,5 +122,5 @@ def test_measure_window(benchmark: Any, mode: Any) -> None:
     assert result is not None
     assert set(result.devices) == {"GPU-fake-0", "cpu", "memory"}
     assert result.energy_j >= 0.0 and result.duration_s >= 0.0
-    assert (exporter.names.get("w", 0) > 0) == (name == "recorded")
+    assert (exporter.names.get("w", 0) > 0) == name.startswith("recorded")
     assert trace.get_current_span() is trace.INVALID_SPAN

@@ -111,6 +111,9 @@ def instrumented(devices: Devices, provider: TracerProvider, tmp_path: Any) -> I
 
 
 def spans(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    """The finished spans named ``name``, once the windows handed to the sampler thread are
+    ended (``hf_eco2ai.flush()``, the documented step before reading an exporter)."""
+    assert hf_eco2ai.flush()
     return [s for s in exporter.get_finished_spans() if s.name == name]
 
 

@@ -431,3 +431,135 @@ def test_a_read_stuck_mid_tick_costs_the_other_devices_no_energy() -> None:
     assert not worker.is_alive()
     assert sampler.ledger.snapshot().seq == seq  # the abandoned tick recorded nothing
     assert sampler.ledger.snapshot().devices[0].energy_j == pytest.approx(700.0)
+
+
+# ---------------------------------------------------------------------- deferred jobs
+def idle(clock: FakeClock) -> Sampler:
+    """A sampler whose thread never ticks on its own during a test (1 h on a fake clock)."""
+    sensor = TraceSensor(clock, lambda t: 100.0)
+    ledger = Ledger(sensor.devices, pue=1.0, history_size=100)
+    return Sampler([sensor], ledger, interval_s=3600.0, intensity=CI, clock=clock)
+
+
+def test_jobs_run_in_order_on_the_sampler_thread_without_an_early_tick() -> None:
+    clock = FakeClock()
+    sampler = idle(clock)
+    assert sampler.call_soon(lambda: None) is False  # no thread: the caller does it itself
+    sampler.start()
+    try:
+        assert sampler.ticks == 1
+        ran: list[tuple[int, str, int]] = []
+        done = threading.Event()
+        for i in range(5):
+            job = lambda i=i: ran.append((i, threading.current_thread().name, sampler.ticks))  # noqa: E731
+            assert sampler.call_soon(job)
+        assert sampler.call_soon(done.set)
+        assert done.wait(10)
+        assert ran == [(i, "hf-eco2ai-sampler", 1) for i in range(5)]
+        assert sampler.ticks == 1  # woken six times, never read the sensors for it
+        assert sampler.pending_jobs == 0
+    finally:
+        sampler.stop()
+    assert sampler.call_soon(lambda: None) is False
+
+
+def test_a_tick_that_falls_due_runs_before_the_jobs_still_queued() -> None:
+    clock = FakeClock()
+    sampler = idle(clock)
+    sampler.start()
+    try:
+        gate, done = threading.Event(), threading.Event()
+        seen: list[int] = []
+        assert sampler.call_soon(lambda: gate.wait(10))  # the thread waits here meanwhile
+        assert sampler.call_soon(lambda: clock.advance(3600.5))  # the next reading falls due
+        assert sampler.call_soon(lambda: seen.append(sampler.ticks))
+        assert sampler.call_soon(done.set)
+        gate.set()
+        assert done.wait(10)
+        assert seen == [2]  # the due reading was taken before the next job
+    finally:
+        sampler.stop()
+
+
+def test_stop_and_run_pending_finish_what_the_thread_could_not() -> None:
+    clock = FakeClock()
+    sampler = idle(clock)
+    sampler.start()
+    threads: list[str] = []
+    with sampler._jobs_lock:  # as if another thread were running jobs: the sampler can't
+        assert sampler.call_soon(lambda: threads.append(threading.current_thread().name))
+        assert sampler.call_soon(lambda: threads.append(threading.current_thread().name))
+        assert sampler.pending_jobs == 2
+        assert sampler.run_pending() is True  # the lock is re-entrant: this thread runs them
+        assert threads == [threading.current_thread().name] * 2
+        assert sampler.call_soon(lambda: threads.append("at stop"))
+        sampler.stop()  # the thread leaves without waiting for the lock; stop() runs the job
+    assert threads[-1] == "at stop" and sampler.pending_jobs == 0
+    assert not sampler.running
+
+
+def test_run_pending_gives_up_after_its_timeout_when_a_job_is_stuck() -> None:
+    clock = FakeClock()
+    sampler = idle(clock)
+    sampler.start()
+    release, entered = threading.Event(), threading.Event()
+    try:
+        assert sampler.call_soon(lambda: (entered.set(), release.wait(10)))
+        assert entered.wait(10)
+        assert sampler.run_pending(timeout=0.05) is False
+    finally:
+        release.set()
+        sampler.stop()
+    assert sampler.run_pending(timeout=0.05) is True
+
+
+def test_a_failing_job_is_logged_once_and_the_sampler_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    sampler = idle(clock)
+    sampler.start()
+    done = threading.Event()
+
+    def boom() -> None:
+        raise ValueError("bad job")
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert sampler.call_soon(boom) and sampler.call_soon(boom)
+            assert sampler.call_soon(done.set)
+            assert done.wait(10)
+        assert sampler.running
+    finally:
+        sampler.stop()
+    failed = [r for r in caplog.records if "deferred work" in r.getMessage()]
+    assert len(failed) == 1 and "ValueError: bad job" in failed[0].getMessage()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_childs_sampler_takes_no_job_and_drops_the_parents() -> None:
+    clock = FakeClock()
+    sampler = idle(clock)
+    sampler.start()
+    ran: list[str] = []
+    try:
+        with sampler._jobs_lock:  # the parent's job stays queued across the fork
+            assert sampler.call_soon(lambda: ran.append("parent"))
+            pid = os.fork()
+            if pid == 0:  # child: the parent's spans are not its to end
+                code = 0
+                try:
+                    if sampler.pending_jobs != 0:
+                        code = 3
+                    elif sampler.call_soon(lambda: None) is not False:
+                        code = 4
+                    elif sampler.run_pending(timeout=1.0) is not True:  # a fresh lock
+                        code = 5
+                except BaseException:
+                    code = 6
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert sampler.run_pending(timeout=10) and ran == ["parent"]
+    finally:
+        sampler.stop()

@@ -75,6 +75,32 @@ def test_spans_of_a_private_tracer_never_touch_the_global_random() -> None:
     assert [random.random() for _ in range(3)] == expected
 
 
+def test_private_ids_are_unique_non_zero_and_a_forked_child_draws_its_own() -> None:
+    import os
+
+    from hf_eco2ai.telemetry.ids import BLOCK
+
+    gen = SystemRandomIdGenerator()
+    span_ids = [gen.generate_span_id() for _ in range(5 * BLOCK + 3)]  # several blocks
+    trace_ids = [gen.generate_trace_id() for _ in range(5 * BLOCK + 3)]
+    assert len(set(span_ids)) == len(span_ids) and all(0 < i < 2**64 for i in span_ids)
+    assert len(set(trace_ids)) == len(trace_ids) and all(0 < i < 2**128 for i in trace_ids)
+    assert any(i >= 2**63 for i in span_ids) and any(i >= 2**127 for i in trace_ids)
+    if not hasattr(os, "fork"):
+        return
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: what it draws next must not be what the parent draws next
+        os.close(read)
+        os.write(write, f"{gen.generate_span_id()} {gen.generate_trace_id()}".encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = tuple(int(v) for v in pipe.read().split())
+    os.waitpid(pid, 0)
+    assert child != (gen.generate_span_id(), gen.generate_trace_id())
+
+
 # ---------------------------------------------------------------------- spans
 def _window(energy_per_s: float = 100.0) -> Any:
     ledger = Ledger([FAKE_GPU, FAKE_CPU], pue=1.5, history_size=10)

@@ -18,6 +18,28 @@ a window shares the running sampler and tracer: it reads two ledger snapshots (n
 calling thread). Without ``instrument()`` it acquires the process-wide monitor for its own
 duration (started by the first window, stopped by the last) and the global tracer provider.
 
+**Where the end of a window runs.** While instrumented, leaving a ``with`` window whose span
+records costs the calling thread only what cannot move: the end time (monotonic, and wall clock
+for the span), the end snapshot and, on error, the span's status and exception (their event
+time is the window's end). The rest — the window's energy per device, the two dozen
+``hf_eco2ai.*`` attributes the SDK validates one by one, and ``span.end(end_time=...)`` with the
+window's real end time (the span processors' ``on_end``) — is handed to the sampler thread that
+already runs (:meth:`~hf_eco2ai.sampling_thread.Sampler.call_soon`; no thread of our own), which
+does it at once, between its readings. So the span is the same span, with the same parent,
+times, attributes and status; it only reaches the span processors a moment later, in the order
+the windows ended. Reading ``m.result``/``m.energy_j``/... finishes that window at once on the
+reading thread (whichever thread gets there first does the work, once). Windows still pending
+are finished by :func:`flush` (call it before ``tracer_provider.force_flush()``), by
+``uninstrument()``, when the sampler stops, and at exit (before the SDK's own exit shutdown).
+``stop()`` returns the numbers, so it finishes its window on the calling thread; so does every
+window without ``instrument()`` (it owns the monitor, which it may stop at its end).
+
+The span itself starts on the calling thread, with your attributes and the rank identity, so a
+sampler sees them and spans started inside the window are its children. Starting it later
+with pre-drawn ids (a ``NonRecordingSpan`` made current meanwhile) would need the SDK to create
+a span with given ids, which it has no public API for, and would run samplers and processors'
+``on_start`` off the caller's thread and context: not done.
+
 Every window keeps its state in its own object and the current span in the OpenTelemetry
 context (a context variable), so nested and overlapping windows, threads and asyncio tasks each
 measure their own time. A failure inside hf-eco2ai never reaches your code: it is logged once
@@ -42,6 +64,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -69,9 +92,24 @@ from hf_eco2ai.integrations.measure_result import (
 from hf_eco2ai.telemetry.session import active_session
 from hf_eco2ai.telemetry.spans import record_error
 
-__all__ = ["DEVICE_IDS", "DEVICE_JOULES", "DEVICE_TYPES", "Measure", "Measurement", "measure"]
+__all__ = [
+    "DEVICE_IDS",
+    "DEVICE_JOULES",
+    "DEVICE_TYPES",
+    "Measure",
+    "Measurement",
+    "flush",
+    "measure",
+]
 
 _LOG = logging.getLogger("hf_eco2ai")
+
+_wall_ns = time.time_ns
+"""The span's end time (ns since the epoch), taken where the window ends."""
+_CLAIMS = threading.Lock()
+"""Guards who finishes a closed window (held for a few bytecodes only, never during the work:
+a span processor that blocks in one thread never holds up another, least of all the
+sampler thread)."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -131,6 +169,116 @@ def _tracer(
     return tracer, identity
 
 
+def _failed(name: str, where: str, exc: Exception) -> None:
+    warn_once(
+        _LOG,
+        f"measure-{where}",
+        "hf-eco2ai: measure(%r) could not %s its window (%s: %s); the code runs on, "
+        "unmeasured (logged once)",
+        name,
+        where,
+        type(exc).__name__,
+        exc,
+    )
+    _LOG.debug("hf-eco2ai: measure(%r) failed", name, exc_info=True)
+
+
+class _Ending:
+    """A closed window still to finish: its numbers, and (when ``span`` is given) its span's
+    ``hf_eco2ai.*`` attributes and end at ``end_time``.
+
+    Finished once, by whoever comes first: the sampler thread (calling it: the job handed
+    over), a thread reading the window's result, :func:`flush`. A reader that finds another
+    thread at work waits for it; the job never waits (someone else is already doing it).
+    """
+
+    __slots__ = ("claimed_by", "end_time", "ends", "result", "span", "waiter")
+
+    def __init__(self, ends: WindowEnds, span: Span | None, end_time: int | None) -> None:
+        self.ends = ends
+        self.span = span
+        self.end_time = end_time
+        self.result: Measurement | None = None
+        self.claimed_by = 0
+        self.waiter: threading.Event | None = None
+
+    def __call__(self) -> None:
+        self._finish(wait=False)  # a reader is already at it: its thread ends the span
+
+    def finish(self) -> Measurement:
+        """The window's numbers, computed (and its span ended) on first call; never raises."""
+        result = self._finish(wait=True)
+        if result is None:  # pragma: no cover - a waiter always finds the result set
+            ends = self.ends
+            result = unmeasured(ends[0], ends[2], ends[4])
+        return result
+
+    def _finish(self, *, wait: bool) -> Measurement | None:
+        result = self.result
+        if result is not None:
+            return result
+        me = threading.get_ident()
+        waiter = None
+        with _CLAIMS:
+            result = self.result
+            if result is not None:
+                return result
+            claimer = self.claimed_by
+            if not claimer:
+                self.claimed_by = me
+            elif claimer != me:
+                if not wait:
+                    return None
+                waiter = self.waiter = self.waiter or threading.Event()
+        if waiter is not None:  # another thread is at work: its result, when it is done
+            waiter.wait()
+            return self.result
+        return self._work()
+
+    def _work(self) -> Measurement:
+        ends, span = self.ends, self.span
+        self.span = None  # a re-entrant call on this thread (a signal handler) ends nothing
+        result: Measurement | None = None
+        try:
+            try:
+                result = compute_measurement(ends, span)
+            except Exception as exc:
+                _failed(ends[0], "end", exc)
+            if span is not None:
+                try:
+                    span.end(end_time=self.end_time)
+                except Exception as exc:
+                    _failed(ends[0], "end", exc)
+        finally:  # whatever happened, waiters are released
+            with _CLAIMS:
+                if self.result is None:
+                    self.result = result or unmeasured(ends[0], ends[2], ends[4])
+                done, waiter = self.result, self.waiter
+            if waiter is not None:
+                waiter.set()
+        return done
+
+
+def flush(timeout_s: float | None = 5.0) -> bool:
+    """End the spans of every window that has closed and is still being finished off the
+    calling thread, now, on this thread; True when all are ended.
+
+    While instrumented, a ``with measure(...)`` window's span ends a moment after the window
+    (on the sampler thread, with the window's real end time). Call ``flush()`` before
+    ``tracer_provider.force_flush()`` (or before reading an in-memory exporter in a test) to be
+    sure those spans have reached the span processors. ``uninstrument()``, the end of sampling
+    and the interpreter's exit do it too. Waits at most ``timeout_s`` for a window the sampler
+    thread is finishing (None: no bound); returns False if it had to give up.
+
+    Example:
+        >>> flush()
+        True
+    """
+    from hf_eco2ai.sampling_thread import run_all_pending
+
+    return run_all_pending(timeout_s)
+
+
 class Measure:
     """One measurement window; also a decorator that opens a fresh window per call.
 
@@ -170,7 +318,7 @@ class Measure:
         self.config = config
         self.tracer_provider = tracer_provider
         self._result: Measurement | None = None
-        self._pending: WindowEnds | None = None
+        self._pending: _Ending | None = None
         self._monitor: EnergyMonitor | None = None
         self._owned = False
         self._span: Span | None = None
@@ -217,54 +365,75 @@ class Measure:
         """
         if not self._t_ns:
             return None
-        self._end(error)
+        self._end(error, defer=False)
         return self.result
 
-    def _end(self, error: BaseException | None) -> None:
-        """Close the window. Its numbers are computed here when the span records them, else on
-        first use of :attr:`result` (both ends are immutable snapshots)."""
+    def _end(self, error: BaseException | None, *, defer: bool) -> None:
+        """Close the window.
+
+        A recorded span's window is finished (numbers, attributes, ``span.end`` at the window's
+        end time) by the sampler thread when ``defer`` and the window shares a running sampler,
+        else here. A span that does not record ends here, and the numbers are computed on first
+        use of :attr:`result` (both ends are immutable snapshots).
+        """
         end_ns = time.monotonic_ns()
+        end_wall = _wall_ns()
         monitor, span, snap = self._monitor, self._span, self._snap
         ends: WindowEnds | None = None
         result: Measurement | None = None
+        pending: _Ending | None = None
         try:
             try:
                 if monitor is not None and snap is not None:
                     if self._owned:
                         monitor.sampler.tick()  # the window ends on a fresh reading
-                        end_ns = time.monotonic_ns()
+                        end_ns, end_wall = time.monotonic_ns(), _wall_ns()
                     ends = (self.name, snap, self._t_ns, monitor.snapshot(), end_ns)
-                    if span is not None and span.is_recording():
-                        result = compute_measurement(ends, span)
             except Exception as exc:
                 self._failed("end", exc)
                 ends = None
             if span is not None:
                 if error is not None:
-                    record_error(span, error)
-                span.end()
+                    record_error(span, error, end_wall)  # on this thread: frames not kept
+                if ends is not None and span.is_recording():
+                    ending = _Ending(ends, span, end_wall)
+                    span = None  # the job ends it
+                    if (
+                        defer
+                        and not self._owned
+                        and monitor is not None
+                        and monitor.sampler.call_soon(ending)
+                    ):
+                        pending = ending
+                    else:
+                        result = ending.finish()
+                else:
+                    span.end(end_time=end_wall)
         except Exception as exc:
             self._failed("end", exc)
         finally:
             self._release()
             self._span = self._snap = None
-            if result is None and ends is None:
-                result = self._unmeasured(end_ns)
-            self._result, self._pending = result, (None if result is not None else ends)
+            if result is None and pending is None:
+                if ends is None:
+                    result = self._unmeasured(end_ns)
+                else:
+                    pending = _Ending(ends, None, None)
+            self._result, self._pending = result, pending
             self._t_ns = 0
 
     @property
     def result(self) -> Measurement | None:
-        """The last completed window (for a decorator: the latest call's), else None."""
+        """The last completed window (for a decorator: the latest call's), else None.
+
+        A window still being finished on the sampler thread is finished now, on this thread
+        (its span ended), if the sampler thread has not done it yet.
+        """
         result = self._result
         if result is None:
             pending = self._pending
             if pending is not None:
-                try:
-                    result = compute_measurement(pending, None)
-                except Exception as exc:
-                    self._failed("end", exc)
-                    result = unmeasured(pending[0], pending[2], pending[4])
+                result = pending.finish()
                 self._result, self._pending = result, None
         return result
 
@@ -281,17 +450,7 @@ class Measure:
                 self._failed("release", exc)
 
     def _failed(self, where: str, exc: Exception) -> None:
-        warn_once(
-            _LOG,
-            f"measure-{where}",
-            "hf-eco2ai: measure(%r) could not %s its window (%s: %s); the code runs on, "
-            "unmeasured (logged once)",
-            self.name,
-            where,
-            type(exc).__name__,
-            exc,
-        )
-        _LOG.debug("hf-eco2ai: measure(%r) failed", self.name, exc_info=True)
+        _failed(self.name, where, exc)
 
     # ------------------------------------------------------------------ context managers
     def __enter__(self) -> Measure:
@@ -317,7 +476,7 @@ class Measure:
             except Exception as err:
                 self._failed("end", err)
         if self._t_ns:
-            self._end(exc)
+            self._end(exc, defer=True)
 
     async def __aenter__(self) -> Measure:
         return self.__enter__()

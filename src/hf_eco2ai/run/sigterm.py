@@ -33,6 +33,7 @@ from types import FrameType
 from typing import Any
 
 from hf_eco2ai.run.registry import end_open_runs
+from hf_eco2ai.sampling_thread import run_all_pending
 
 _LOG = logging.getLogger(__name__)
 
@@ -46,10 +47,15 @@ class Terminated(SystemExit):
 
 
 def flush_providers(*providers: Any) -> Callable[[float], None]:
-    """A function flushing each provider that has ``force_flush`` (SDK providers), in order."""
+    """A function flushing each provider that has ``force_flush`` (SDK providers), in order,
+    after ending the spans of closed ``measure()`` windows still queued on the sampler thread."""
 
     def flush(timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
+        try:  # spans of measure() windows still being ended on the sampler thread, first
+            run_all_pending(timeout_s / 2)
+        except Exception:
+            _LOG.debug("hf-eco2ai: finishing pending windows failed", exc_info=True)
         for provider in providers:
             force_flush = getattr(provider, "force_flush", None)
             left = deadline - time.monotonic()

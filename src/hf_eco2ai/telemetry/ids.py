@@ -4,9 +4,15 @@ The OpenTelemetry SDK's default ``RandomIdGenerator`` draws ids from Python's gl
 module (opentelemetry-python issues 2974 and 4376). Training code seeds that module
 (``transformers.set_seed(42)``, Lightning's ``seed_everything``), so every job would get the same
 trace id, and each span we open would advance the user's random stream. hf-eco2ai's own tracer
-therefore draws its ids from the operating system (:class:`random.SystemRandom`, i.e.
-``os.urandom``): unique across processes, forks and seeds, and invisible to the user's generators.
-The user's tracer provider and every other tracer are left exactly as they are.
+therefore draws its ids from the operating system (``os.urandom``): unique across processes,
+forks and seeds, and invisible to the user's generators. The user's tracer provider and every
+other tracer are left exactly as they are.
+
+The bytes are read in blocks of :data:`BLOCK` ids and handed out one by one (an id costs a
+deque pop, not a system call: ``os.urandom`` releases the GIL around its system call, so a
+call per id would also let any other thread in, in the middle of starting a span). A forked
+child drops the block it inherited (``os.register_at_fork``), so parent and child never hand
+out the same id.
 
 Example:
     >>> import random
@@ -21,9 +27,8 @@ Example:
 from __future__ import annotations
 
 import logging
-import random
-
-from opentelemetry import trace
+import os
+from collections import deque
 
 try:  # the SDK is optional: without it there are no ids to generate
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -31,7 +36,50 @@ except ImportError:  # pragma: no cover - exercised only without opentelemetry-s
     RandomIdGenerator = None  # type: ignore[assignment,misc]
 
 _LOG = logging.getLogger(__name__)
-_SYSTEM_RANDOM = random.SystemRandom()
+
+BLOCK = 64
+"""Ids read from ``os.urandom`` at once (one system call per 64 ids)."""
+
+
+class _Pool:
+    """Non-zero ``bits``-bit ids from ``os.urandom``, read a block at a time. Thread-safe: a
+    deque pop is atomic, and two threads refilling at once each add fresh ids."""
+
+    __slots__ = ("ids", "size")
+
+    def __init__(self, bits: int) -> None:
+        self.size = bits // 8
+        self.ids: deque[int] = deque()
+
+    def take(self) -> int:
+        ids = self.ids
+        while True:
+            try:
+                return ids.popleft()
+            except IndexError:
+                size = self.size
+                raw = os.urandom(size * BLOCK)
+                ids.extend(
+                    value
+                    for i in range(0, len(raw), size)
+                    if (value := int.from_bytes(raw[i : i + size], "big"))  # never 0 (invalid)
+                )
+
+    def drop(self) -> None:
+        self.ids = deque()
+
+
+_SPAN_IDS = _Pool(64)
+_TRACE_IDS = _Pool(128)
+
+
+def _drop_inherited_ids() -> None:
+    _SPAN_IDS.drop()
+    _TRACE_IDS.drop()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_ids)
 
 
 class SystemRandomIdGenerator(RandomIdGenerator if RandomIdGenerator is not None else object):  # type: ignore[misc]
@@ -39,17 +87,11 @@ class SystemRandomIdGenerator(RandomIdGenerator if RandomIdGenerator is not None
 
     def generate_span_id(self) -> int:
         """A non-zero 64-bit span id."""
-        span_id = _SYSTEM_RANDOM.getrandbits(64)
-        while span_id == trace.INVALID_SPAN_ID:  # pragma: no cover - probability 2**-64
-            span_id = _SYSTEM_RANDOM.getrandbits(64)
-        return span_id
+        return _SPAN_IDS.take()
 
     def generate_trace_id(self) -> int:
         """A non-zero 128-bit trace id."""
-        trace_id = _SYSTEM_RANDOM.getrandbits(128)
-        while trace_id == trace.INVALID_TRACE_ID:  # pragma: no cover - probability 2**-128
-            trace_id = _SYSTEM_RANDOM.getrandbits(128)
-        return trace_id
+        return _TRACE_IDS.take()
 
     def is_trace_id_random(self) -> bool:
         """All 128 bits are random (W3C Trace Context level 2 ``random`` flag)."""

@@ -156,11 +156,16 @@ class TelemetrySession:
             return counters
 
     def close(self) -> None:
-        """Disable instruments and release the monitor. Idempotent."""
+        """Disable instruments, finish the work handed to the sampler thread (the spans of
+        ``measure()`` windows that have closed), and release the monitor. Idempotent."""
         if self.closed:
             return
         self.closed = True
         self._route.unbind(self)
+        try:  # ended here even when the shared monitor runs on for another holder
+            self.monitor.sampler.run_pending(self.monitor.sampler.stall_after_s)
+        except Exception:
+            _LOG.debug("hf-eco2ai: finishing pending windows failed", exc_info=True)
         if self._owns_shared:
             release_monitor(self.monitor)
         else:

@@ -111,12 +111,13 @@ def window_attributes(window: EnergyWindow, pue: float) -> dict[str, AttributeVa
     return attrs
 
 
-def record_error(span: Span, exc: BaseException) -> None:
-    """Mark ``span`` failed the semantic-conventions way."""
+def record_error(span: Span, exc: BaseException, timestamp: int | None = None) -> None:
+    """Mark ``span`` failed the semantic-conventions way (the exception event at
+    ``timestamp``, ns since the epoch; default now)."""
     if span.is_recording():
         span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         span.set_attribute("error.type", type(exc).__qualname__)
-        span.record_exception(exc)
+        span.record_exception(exc, timestamp=timestamp)
 
 
 def as_attribute_value(value: Any) -> AttributeValue | None:
