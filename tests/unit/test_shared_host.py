@@ -2,8 +2,8 @@
 
 Real psutil CPU times, the CPU TDP model, a neighbour process outside this tree spinning on one
 core (``benchmarks/shared_host.py``). Robust on a loaded machine by construction: the job scope
-is ``TDP x (job CPU s) x ((1 - f) / CPUs + f x dt / busy s)``, so with the same CPU work it moves
-by at most ``1 + f x (CPUs - 1)`` (1.19 on 2 CPUs) whatever else runs; no timing threshold.
+is ``TDP x (job CPU s) x ((1 - f) / CPUs + f x dt / busy s)``, so per CPU second of the job it
+moves by at most ``1 + f x (CPUs - 1)`` (1.19 on 2 CPUs) whatever else runs; no timing threshold.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ def test_job_scope_is_stable_when_a_neighbour_keeps_a_core_busy() -> None:
     alone = shared_host.run(neighbour=False, **kwargs)
     shared = shared_host.run(neighbour=True, **kwargs)
     assert alone["job_cpu_j"] > 0 and shared["job_cpu_j"] > 0
-    ratio = shared_host.compare(alone, shared)["job_ratio"]
+    # per CPU second of the job: the same work can take more CPU time next to a neighbour
+    # (caches, SMT siblings: 0.24 s alone vs 0.43 s shared, seen on a loaded 2-vCPU VM), and the
+    # job is rightly charged for it; what the neighbour must not move is the charge per second
+    per_cpu_s = [r["job_cpu_j"] / r["process_cpu_s"] for r in (alone, shared)]
+    ratio = max(per_cpu_s) / min(per_cpu_s)
     assert ratio <= 1.5, (alone, shared)
     # the host scope shows the neighbour: most of the busy CPU time was not ours
     assert shared["other_cpu_share"] is not None and shared["other_cpu_share"] > 0.2
