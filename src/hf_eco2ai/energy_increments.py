@@ -91,6 +91,7 @@ class DeviceTrack:
         "last_t",
         "logged",
         "lost",
+        "mean_method",
         "sensor",
         "stalled",
     )
@@ -110,6 +111,9 @@ class DeviceTrack:
         self.frozen_j = 0.0
         self.frozen_evidence_j = 0.0
         self.logged: set[str] = set()
+        self.mean_method: tuple[Method | None, bool] = (None, False)
+        """The device's method as last seen, and whether it is in :data:`INTERVAL_MEAN_METHODS`
+        (looked up once per method, not per reading)."""
 
     def increment(
         self, t: int, reading: Reading, power: float, info: DeviceInfo, interval_s: float
@@ -120,10 +124,11 @@ class DeviceTrack:
         faulted = None
         if self.last_t is not None:
             dt = (t - self.last_t) / 1e9
-            if info.method in INTERVAL_MEAN_METHODS:
-                by_power = power * dt  # the mean over this very interval
-            else:
-                by_power = 0.5 * (power + self.last_power) * dt  # trapezoid
+            if info.method is not self.mean_method[0]:
+                self.mean_method = (info.method, info.method in INTERVAL_MEAN_METHODS)
+            # the mean over this very interval (a rectangle), or the trapezoid rule
+            mean = self.mean_method[1]
+            by_power = power * dt if mean else 0.5 * (power + self.last_power) * dt
             energy = None if self.counter_fault else reading.energy_j
             if energy is not None and self.last_energy is not None:
                 delta = energy - self.last_energy

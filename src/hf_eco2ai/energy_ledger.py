@@ -1,8 +1,8 @@
 """The ledger: cumulative energy and emissions per device, a bounded history, and snapshots.
 
 The sampler thread is the only writer (:meth:`Ledger.record`). Everything else reads immutable
-:class:`Snapshot` objects through :meth:`Ledger.snapshot`, which returns the last published one:
-no lock, no allocation, no I/O. Emissions are integrated per sample interval,
+:class:`Snapshot` objects through :meth:`Ledger.snapshot`: no lock, no I/O. The snapshot of a tick
+is built by its first reader (a tick nobody reads costs no snapshot), and shared by the others. Emissions are integrated per sample interval,
 ``Σ energy_i × PUE × intensity_i``, so a grid intensity that changes mid-run is accounted for.
 
 Two scopes are kept for every device (see ``docs/how-it-measures.md``):
@@ -35,6 +35,7 @@ import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +45,9 @@ from hf_eco2ai.sensors.base import DeviceInfo, HwType
 from hf_eco2ai.sensors.process_share import JobScope
 
 J_PER_KWH = 3.6e6
+
+_State = tuple[Any, ...]
+"""What :meth:`Ledger.record` publishes each tick (see :meth:`Ledger._freeze`)."""
 
 _EMPTY_INTENSITY = CarbonIntensity(0.0, "unknown", "none")
 
@@ -233,7 +237,14 @@ class History:
 
 
 class Ledger:
-    """Cumulative totals per device and a bounded ring buffer of recent samples."""
+    """Cumulative totals per device and a bounded ring buffer of recent samples.
+
+    :meth:`record` (the sampler thread, once a tick) adds the interval and publishes the new
+    totals as one immutable tuple; :meth:`snapshot` turns the latest tuple into a
+    :class:`Snapshot` the first time a reader asks for it and hands the same object to every
+    later reader until the next tick. A tick that nobody reads (an idle process: no training
+    step, no metric export) never builds one.
+    """
 
     def __init__(self, devices: Sequence[DeviceInfo], *, pue: float, history_size: int) -> None:
         self.devices: tuple[DeviceInfo, ...] = tuple(devices)
@@ -252,19 +263,29 @@ class Ledger:
         self._status = [DeviceStatus.OK] * n
         self._types = [d.hw_type.value for d in self.devices]
         self._type_names = [t.value for t in _types(self.devices)]
-        self._band = [(d.band_low, d.band_high) for d in self.devices]
         self._seq = 0
         self._lock = threading.Lock()
         self._cap = int(history_size)
+        # The ring: numpy arrays (zero pages until written, whatever history_size), written
+        # through flat memoryviews (a C store per value, no numpy call per tick).
         self._t = np.zeros(self._cap, dtype=np.int64)
         self._p = np.zeros((self._cap, n), dtype=np.float64)
         self._e = np.zeros(self._cap, dtype=np.float64)
         self._he = np.zeros(self._cap, dtype=np.float64)
         self._ci = np.zeros(self._cap, dtype=np.float64)
+        self._t_w = self._t.data.cast("B").cast("q")
+        self._p_w = self._p.reshape(-1).data.cast("B").cast("d")
+        self._e_w = self._e.data.cast("B").cast("d")
+        self._he_w = self._he.data.cast("B").cast("d")
+        self._ci_w = self._ci.data.cast("B").cast("d")
         self._count = 0
         self.interval_s = 0.0
         """Set by the sampler; carried on every snapshot (see :attr:`Snapshot.interval_s`)."""
-        self._latest = empty_snapshot(self.devices, self.pue)
+        self._state: _State = self._freeze(0, [0.0] * n, _EMPTY_INTENSITY, None, None, None)
+        self._built: tuple[_State, Snapshot] = (
+            self._state,
+            empty_snapshot(self.devices, self.pue),
+        )
 
     # ------------------------------------------------------------------ writer side
     def record(
@@ -281,45 +302,49 @@ class Ledger:
         errors: Sequence[int] | None = None,
         scope: Sequence[JobScope | None] | None = None,
     ) -> None:
-        """Add one interval's energy per device (raw J, ≥ 0) and publish a new snapshot.
+        """Add one interval's energy per device (raw J, ≥ 0) and publish the new totals.
 
         ``energy_deltas_j`` and ``power_w`` are host scope (what the device drew); ``scope``
         gives each device's job share of the interval (None: all of it is the job's).
         """
         n = len(self.devices)
-        factor = self.pue * intensity.value / J_PER_KWH
+        pue = self.pue
+        factor = pue * intensity.value / J_PER_KWH
+        share, energy, host_energy = self._share, self._energy, self._host_energy
         with self._lock:
+            slot = self._count % self._cap
+            base = slot * n
+            p_w = self._p_w
             for i in range(n):
                 sc = scope[i] if scope is not None else None
                 if sc is not None:
-                    self._share[i] = sc.share
+                    share[i] = sc.share
                     self._shared[i] = sc.shared
-                    self._shared_n[i] += 1 if sc.shared else 0
+                    if sc.shared:
+                        self._shared_n[i] += 1
                     self._job_cpu[i] += sc.job_cpu_s
                     self._busy_cpu[i] += sc.busy_cpu_s
                 elif scope is not None:
-                    self._share[i], self._shared[i] = 1.0, None
+                    share[i], self._shared[i] = 1.0, None
                 delta = energy_deltas_j[i]
                 if delta > 0.0:
-                    job = delta * (sc.share if sc is not None else 1.0)
-                    self._host_energy[i] += delta
+                    job = delta * share[i]
+                    host_energy[i] += delta
                     self._host_emissions[i] += delta * factor
-                    self._energy[i] += job
+                    energy[i] += job
                     self._emissions[i] += job * factor
+                p_w[base + i] = power_w[i] * share[i]
             if status is not None:
                 self._status = list(status)
             if errors is not None:
                 self._errors = list(errors)
             self._seq += 1
-            slot = self._count % self._cap
             self._count += 1
-            self._t[slot] = t_ns
-            if n:
-                self._p[slot, :] = [p * self._share[i] for i, p in enumerate(power_w)]
-            self._e[slot] = sum(self._energy) * self.pue
-            self._he[slot] = sum(self._host_energy) * self.pue
-            self._ci[slot] = intensity.value
-            self._latest = self._build(
+            self._t_w[slot] = t_ns
+            self._e_w[slot] = sum(energy) * pue
+            self._he_w[slot] = sum(host_energy) * pue
+            self._ci_w[slot] = intensity.value
+            self._state = self._freeze(
                 t_ns, power_w, intensity, utilization, memory_used, memory_limit
             )
 
@@ -330,14 +355,14 @@ class Ledger:
             devices = list(self.devices)
             devices[index] = info
             self.devices = tuple(devices)
-            self._band[index] = (info.band_low, info.band_high)
 
     def mark_stalled(self, indices: Sequence[int], note: str) -> None:
         """Publish ``indices`` as :attr:`DeviceStatus.STALLED` now, with ``note`` added to their
         facts and their power set to 0 (nothing is extrapolated for them); totals are kept.
 
         Called from a thread other than the sampler's (the sampler is the one that is stuck),
-        so the snapshot is republished here rather than at the next record.
+        so the totals are republished here rather than at the next record, with the same
+        ``seq`` (no new reading: windows must not count this as a tick).
         """
         if not indices:
             return
@@ -350,24 +375,13 @@ class Ledger:
                     old, note=f"{old.note}; {note}" if old.note else note
                 )
             self.devices = tuple(devices)
-            latest = self._latest
-            states = list(latest.devices)
-            power = [d.power_w for d in states]
+            (_, t_ns, _, power, intensity, utilization, used, limit) = self._state[:8]
+            zeroed = list(power)
             for i in indices:
-                power[i] = 0.0
-            self._latest = dataclasses.replace(
-                self._build(
-                    latest.t_ns,
-                    power,
-                    latest.intensity,
-                    [d.utilization for d in states],
-                    [d.memory_used for d in states],
-                    [d.memory_limit for d in states],
-                ),
-                seq=latest.seq,  # no new reading: windows must not count this as a tick
-            )
+                zeroed[i] = 0.0
+            self._state = self._freeze(t_ns, zeroed, intensity, utilization, used, limit)
 
-    def _build(
+    def _freeze(
         self,
         t_ns: int,
         power_w: Sequence[float],
@@ -375,7 +389,55 @@ class Ledger:
         utilization: Sequence[float | None] | None,
         memory_used: Sequence[int | None] | None,
         memory_limit: Sequence[int | None] | None,
-    ) -> Snapshot:
+    ) -> _State:
+        """The totals as they stand, as one immutable tuple (call with the lock held)."""
+        return (
+            self._seq,
+            t_ns,
+            self.devices,
+            tuple(power_w),
+            intensity,
+            None if utilization is None else tuple(utilization),
+            None if memory_used is None else tuple(memory_used),
+            None if memory_limit is None else tuple(memory_limit),
+            tuple(self._status),
+            tuple(self._errors),
+            tuple(self._energy),
+            tuple(self._emissions),
+            tuple(self._host_energy),
+            tuple(self._host_emissions),
+            tuple(self._share),
+            tuple(self._shared),
+            tuple(self._shared_n),
+            tuple(self._job_cpu),
+            tuple(self._busy_cpu),
+            self.interval_s,
+        )
+
+    def _build(self, state: _State) -> Snapshot:
+        """The :class:`Snapshot` of ``state`` (pure: any thread, any number of times)."""
+        (
+            seq,
+            t_ns,
+            devices,
+            power_w,
+            intensity,
+            utilization,
+            memory_used,
+            memory_limit,
+            status,
+            errors,
+            energy,
+            emissions,
+            host_energy,
+            host_emissions,
+            share,
+            shared,
+            shared_n,
+            job_cpu,
+            busy_cpu,
+            interval_s,
+        ) = state
         pue = self.pue
         states = []
         e_type = dict.fromkeys(self._type_names, 0.0)
@@ -384,10 +446,10 @@ class Ledger:
         he_type = dict.fromkeys(self._type_names, 0.0)
         hc_type = dict.fromkeys(self._type_names, 0.0)
         e_lo = e_hi = c_lo = c_hi = p_tot = hp_tot = 0.0
-        for i, info in enumerate(self.devices):
-            e, c, hp = self._energy[i], self._emissions[i], power_w[i]
-            p = hp * self._share[i]
-            lo, hi = self._band[i]
+        for i, info in enumerate(devices):
+            e, c, hp = energy[i], emissions[i], power_w[i]
+            p = hp * share[i]
+            lo, hi = info.band_low, info.band_high
             states.append(
                 DeviceState(
                     info,
@@ -397,24 +459,24 @@ class Ledger:
                     utilization[i] if utilization is not None else None,
                     memory_used[i] if memory_used is not None else None,
                     memory_limit[i] if memory_limit is not None else None,
-                    self._status[i],
-                    self._errors[i],
-                    host_energy_j=self._host_energy[i],
+                    status[i],
+                    errors[i],
+                    host_energy_j=host_energy[i],
                     host_power_w=hp,
-                    host_emissions_g=self._host_emissions[i],
-                    job_share=self._share[i],
-                    shared=self._shared[i],
-                    shared_intervals=self._shared_n[i],
-                    job_cpu_s=self._job_cpu[i],
-                    busy_cpu_s=self._busy_cpu[i],
+                    host_emissions_g=host_emissions[i],
+                    job_share=share[i],
+                    shared=shared[i],
+                    shared_intervals=shared_n[i],
+                    job_cpu_s=job_cpu[i],
+                    busy_cpu_s=busy_cpu[i],
                 )
             )
             t = self._types[i]
             e_type[t] += e * pue
             c_type[t] += c
             p_type[t] += p * pue
-            he_type[t] += self._host_energy[i] * pue
-            hc_type[t] += self._host_emissions[i]
+            he_type[t] += host_energy[i] * pue
+            hc_type[t] += host_emissions[i]
             e_lo += e * lo
             e_hi += e * hi
             c_lo += c * lo
@@ -423,12 +485,12 @@ class Ledger:
             hp_tot += hp
         return Snapshot(
             t_ns=t_ns,
-            seq=self._seq,
+            seq=seq,
             devices=tuple(states),
-            energy_j=sum(self._energy) * pue,
+            energy_j=sum(energy) * pue,
             energy_low_j=e_lo * pue,
             energy_high_j=e_hi * pue,
-            emissions_g=sum(self._emissions),
+            emissions_g=sum(emissions),
             emissions_low_g=c_lo,
             emissions_high_g=c_hi,
             power_w=p_tot * pue,
@@ -437,18 +499,29 @@ class Ledger:
             energy_by_type=e_type,
             emissions_by_type=c_type,
             power_by_type=p_type,
-            host_energy_j=sum(self._host_energy) * pue,
-            host_emissions_g=sum(self._host_emissions),
+            host_energy_j=sum(host_energy) * pue,
+            host_emissions_g=sum(host_emissions),
             host_power_w=hp_tot * pue,
             host_energy_by_type=he_type,
             host_emissions_by_type=hc_type,
-            interval_s=self.interval_s,
+            interval_s=interval_s,
         )
 
     # ------------------------------------------------------------------ reader side
     def snapshot(self) -> Snapshot:
-        """The last published snapshot (O(1): a reference read, no lock, no I/O)."""
-        return self._latest
+        """The snapshot of the last tick: no lock, no I/O.
+
+        The first call after a tick builds it (O(devices), a few microseconds) from the totals
+        that tick published; every other call returns that same object (two reference reads).
+        Concurrent first calls may each build one: they are equal, and either is returned.
+        """
+        state = self._state
+        built = self._built
+        if built[0] is state:
+            return built[1]
+        snap = self._build(state)
+        self._built = (state, snap)
+        return snap
 
     def history(self) -> History:
         """A copy of the ring buffer's contents, oldest first (for reports; not for hot paths)."""

@@ -17,7 +17,7 @@ marks every sampler as inherited in the child and gives its ledger a fresh lock.
 
 Deferred work: :meth:`Sampler.call_soon` hands a small job (ending a ``measure()`` window's
 span, say) to the running sampler thread instead of creating another thread. The job wakes the
-thread through its own event, so it runs at once, between ticks: waking for jobs never makes a
+thread by releasing the lock it sleeps on, so it runs at once, between ticks: waking for jobs never makes a
 tick happen early (ticks stay on their ``interval_s`` grid), and a batch of jobs yields to a tick
 that falls due. :meth:`Sampler.run_pending` runs what is queued on the calling thread (stop,
 session close, :func:`run_all_pending` at exit and from ``hf_eco2ai.flush()``).
@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -146,23 +147,27 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
         self._stop = threading.Event()
+        self._stopping = False
+        """Mirrors ``_stop`` for the sampler thread (an attribute read, not a method call)."""
+        self._wake: threading.Lock | None = None
+        """Held while the current sampler thread sleeps between ticks; released by
+        :meth:`stop` to wake it (a bare lock: cheaper to wait on than the event)."""
         self._first = threading.Event()
         self._tick_lock = threading.Lock()
         self._book = threading.Lock()
-        """Guards ``_epoch``, ``_in_flight`` and the commit of a tick (integration state, ledger
+        """Guards changes of ``_era`` and the commit of a tick (integration state, ledger
         record); never held during a sensor read or any I/O."""
-        self._epoch = 0
-        """Bumped when a stuck thread is abandoned: a tick of an older epoch records nothing."""
-        self._in_flight: dict[int, int] = {}
-        """Device index -> monotonic ns its current read started."""
+        self._era: tuple[int, list[int | None]] = (0, [None] * self._n)
+        """The epoch, bumped when a stuck thread is abandoned (a tick of an older epoch records
+        nothing), and its reads in flight: device index -> monotonic ns the read started, None
+        when none. Replaced as a whole (one reference), so the sampler thread marks its reads
+        without taking a lock: the list it writes belongs to its own epoch."""
         self._inherited = False
         self._jobs: deque[Callable[[], object]] = deque()
         """Work handed over by :meth:`call_soon`, run in order on the sampler thread."""
         self._jobs_lock = threading.RLock()
         """Held while jobs run (by the sampler thread or :meth:`run_pending`): a caller of
         :meth:`run_pending` returns only once every job queued before it has finished."""
-        self._wake = threading.Event()
-        """Wakes the sampler thread for jobs (and for stop) without it counting as a tick."""
         self._exit_hooked = False
         self.ticks = 0
         self.read_errors = 0
@@ -184,6 +189,7 @@ class Sampler:
         if self._inherited or self.running:
             return
         self._stop.clear()
+        self._stopping = False
         self._first.clear()
         self._exit_hooked = False
         self._spawn()
@@ -205,8 +211,9 @@ class Sampler:
         if thread is None:
             self.run_pending(self.stall_after_s if timeout is None else float(timeout))
             return
+        self._stopping = True
         self._stop.set()
-        self._wake.set()
+        self._wake_up()
         bound = self.stall_after_s if timeout is None else float(timeout)
         if thread is threading.current_thread():
             self._thread = None
@@ -235,7 +242,10 @@ class Sampler:
         now = self._clock()
         limit = int(self.stall_after_s * 1e9)
         with self._book:
-            overdue = [k for k, t0 in self._in_flight.items() if force or now - t0 > limit]
+            flight = self._era[1]
+            overdue = [
+                k for k, t0 in enumerate(flight) if t0 is not None and (force or now - t0 > limit)
+            ]
         if not overdue and not force:
             return []
         marked = self._abandon("a read did not return", only=None if force else overdue)
@@ -253,11 +263,23 @@ class Sampler:
 
     def _spawn(self) -> None:
         with self._book:
-            epoch = self._epoch
+            epoch = self._era[0]
+        wake = threading.Lock()
+        wake.acquire()
+        self._wake = wake
+        if self._stop.is_set():
+            wake.release()
         self._thread = threading.Thread(
-            target=self._run, args=(epoch,), name="hf-eco2ai-sampler", daemon=True
+            target=self._run, args=(epoch, wake), name="hf-eco2ai-sampler", daemon=True
         )
         self._thread.start()
+
+    def _wake_up(self) -> None:
+        """Wake the sampler thread from its sleep between ticks (idempotent)."""
+        wake = self._wake
+        if wake is not None:
+            with contextlib.suppress(RuntimeError):  # already released
+                wake.release()
 
     def _abandon(
         self, why: str, only: Sequence[int] | None = None, bound: float | None = None
@@ -265,9 +287,11 @@ class Sampler:
         """Retire the current sampler thread (whatever it is stuck in) and mark its devices in
         flight stalled. The ledger keeps their last good totals."""
         with self._book:
-            stuck = [k for k in self._in_flight if only is None or k in only]
-            self._epoch += 1
-            self._in_flight.clear()
+            epoch, flight = self._era
+            stuck = [
+                k for k, t0 in enumerate(flight) if t0 is not None and (only is None or k in only)
+            ]
+            self._era = (epoch + 1, [None] * self._n)
             self._tick_lock = threading.Lock()  # the stuck thread holds the old one
             for k in stuck:
                 self._tracks[k].stalled = True
@@ -293,32 +317,33 @@ class Sampler:
 
     def _one_tick(self) -> None:
         with self._book:
-            epoch = self._epoch
+            epoch = self._era[0]
         self._locked_tick(epoch)
 
-    def _run(self, epoch: int) -> None:
+    def _run(self, epoch: int, wake: threading.Lock) -> None:
         if not self._locked_tick(epoch):
             return
         self._first.set()
+        clock = self._clock
         interval_ns = int(self.interval_s * 1e9)
-        next_t = self._clock() + interval_ns
+        next_t = clock() + interval_ns
         while True:
             due = False
             if not self._jobs:
-                delay = (next_t - self._clock()) / 1e9
-                due = delay <= 0 or not self._wake.wait(delay)  # woken by call_soon or stop
-            self._wake.clear()  # before looking at the queue: a later call_soon sets it again
-            if self._stop.is_set():
+                delay = (next_t - clock()) / 1e9
+                # released by stop() or call_soon(): wakes at once; else times out at the tick
+                due = delay <= 0.0 or not wake.acquire(True, delay)
+            if self._stopping:
                 self._locked_tick(epoch)  # the final reading, up to the stop time
                 self._run_jobs(None, wait=False)  # else stop() runs them, after the join
                 return
             if self._jobs and not self._run_jobs(next_t, wait=False):
-                self._wake.wait(_JOB_RETRY_S)  # another thread runs them (run_pending)
-            if not due and self._clock() < next_t:
+                time.sleep(_JOB_RETRY_S)  # another thread runs them (run_pending)
+            if not due and clock() < next_t:
                 continue  # woken for jobs: no reading before its time
             if not self._locked_tick(epoch):
                 return  # abandoned while stuck: a newer thread has taken over
-            now = self._clock()
+            now = clock()
             next_t += interval_ns
             if next_t < now:  # a tick took longer than the interval: skip, don't burst
                 next_t = now + interval_ns
@@ -329,21 +354,20 @@ class Sampler:
 
         False (nothing queued: run it yourself) when no sampler thread runs here: not started,
         stopping or stopped, or a forked child's copy. The caller pays a queue append and, when
-        the thread is asleep, one event set (~1 µs). The thread wakes at once for it, without
+        the thread is asleep, one lock release (~1 µs). The thread wakes at once for it, without
         taking a reading (ticks stay on their grid); jobs that are still queued when a tick
         falls due wait for that tick. A job must be short and must not block: it delays the
         next reading while it runs. Its exceptions are caught and logged once.
         """
         thread = self._thread
-        if self._inherited or thread is None or self._stop.is_set() or not thread.is_alive():
+        if self._inherited or thread is None or self._stopping or not thread.is_alive():
             return False
         self._jobs.append(job)
-        if not self._wake.is_set():
-            self._wake.set()
+        self._wake_up()
         if not self._exit_hooked:
             self._exit_hooked = True
             _hook_exit()
-        if self._stop.is_set():  # stop() began meanwhile: it may have drained already
+        if self._stopping:  # stop() began meanwhile: it may have drained already
             self.run_pending(self.stall_after_s)
         return True
 
@@ -403,7 +427,7 @@ class Sampler:
         if self._inherited:
             return
         with self._book:
-            epoch = self._epoch
+            epoch = self._era[0]
         self._locked_tick(epoch)
 
     def _locked_tick(self, epoch: int) -> bool:
@@ -411,23 +435,9 @@ class Sampler:
         with self._tick_lock:
             return self._tick(epoch)
 
-    def _begin_read(self, epoch: int, k: int) -> int | None:
-        with self._book:
-            if epoch != self._epoch:
-                return None
-            t = self._clock()
-            self._in_flight[k] = t
-            return t
-
-    def _end_read(self, epoch: int, k: int) -> bool:
-        with self._book:
-            if epoch != self._epoch:
-                return False
-            self._in_flight.pop(k, None)
-            return True
-
     def _tick(self, epoch: int) -> bool:
-        now = self._clock()
+        clock = self._clock
+        now = clock()
         try:
             self.intensity.maybe_refresh(now / 1e9)
             intensity = self.intensity.current()
@@ -436,52 +446,60 @@ class Sampler:
             if self.intensity_errors == 1:
                 _LOG.warning("hf-eco2ai: carbon-intensity provider failed: %r", exc)
             intensity = self.ledger.snapshot().intensity
-        deltas = [0.0] * self._n
-        powers = [0.0] * self._n
-        status = [DeviceStatus.OK] * self._n
-        errors = [0] * self._n
-        scopes: list[JobScope | None] = [None] * self._n  # job share per device (scope helper)
+        n = self._n
+        status = [DeviceStatus.OK] * n
+        errors = [0] * n
         readings: list[tuple[int, int, Reading]] = []
+        era = self._era
+        if era[0] != epoch:
+            return False
+        flight = era[1]  # this epoch's reads in flight, seen by the watchdog
         for k, tr in enumerate(self._tracks):
             errors[k] = tr.errors
             if tr.stalled or tr.lost:
                 status[k] = DeviceStatus.STALLED if tr.stalled else DeviceStatus.LOST
                 continue
-            t = self._begin_read(epoch, k)
-            if t is None:
-                return False
+            if self._era is not era:
+                return False  # abandoned: a newer thread has taken over
+            t = clock()
+            flight[k] = t
             failure: BaseException | None = None
             try:
                 reading = check_reading(tr.sensor.read(tr.index))
             except Exception as exc:
                 failure = exc
-            if not self._end_read(epoch, k):
+            flight[k] = None
+            if self._era is not era:
                 return False  # abandoned while this read was stuck: touch nothing
             if failure is not None:
                 status[k] = self._failed(tr, failure)
                 errors[k] = tr.errors
                 continue
             readings.append((k, t, reading))
+        deltas = [0.0] * n
+        powers = [0.0] * n
+        scopes: list[JobScope | None] = [None] * n  # job share per device (scope helper)
         faults: list[str] = []
+        utilization, mem_used, mem_limit = self._utilization, self._mem_used, self._mem_limit
         with self._book:  # commit only if still current: an abandoned tick changes nothing
-            if epoch != self._epoch:
+            if self._era is not era:
                 return False
             for k, t, reading in readings:
                 power = max(0.0, float(reading.power_w))
                 powers[k] = power
                 scopes[k] = reading.scope
-                self._utilization[k] = reading.utilization
-                self._mem_used[k] = reading.memory_used
-                self._mem_limit[k] = reading.memory_limit
+                utilization[k] = reading.utilization
+                mem_used[k] = reading.memory_used
+                mem_limit[k] = reading.memory_limit
                 deltas[k] = self._increment(k, t, reading, power, faults)
             self.ledger.record(
                 now,
                 deltas,
                 powers,
                 intensity,
-                utilization=self._utilization,
-                memory_used=self._mem_used,
-                memory_limit=self._mem_limit,
+                utilization=utilization,
+                memory_used=mem_used,
+                memory_limit=mem_limit,
                 status=status,
                 errors=errors,
                 scope=scopes,
@@ -528,7 +546,7 @@ class Sampler:
         self._watchdog = None
         self._jobs = deque()  # the parent's work (its spans), not the child's
         self._jobs_lock = threading.RLock()
-        self._wake = threading.Event()
+        self._wake = None
         self._tick_lock = threading.Lock()
         self._book = threading.Lock()
         self.ledger.reset_lock()

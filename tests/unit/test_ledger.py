@@ -231,3 +231,26 @@ def test_set_device_changes_method_and_band_at_the_next_record() -> None:
     assert snap.methods == ("nvml-power",)
     assert not snap.measured
     assert snap.energy_high_j == pytest.approx(200.0 * 1.10)  # the new method's ±10 %
+
+
+def test_a_tick_nobody_reads_builds_no_snapshot_and_readers_share_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Would catch: a snapshot built at every record although nobody reads it (the idle cost
+    issue 13 bounds), or one built per reader (every training step paying for it)."""
+    ledger = Ledger([GPU, CPU], pue=1.0, history_size=10)
+    built: list[int] = []
+    real_build = ledger._build
+    monkeypatch.setattr(ledger, "_build", lambda state: built.append(state[0]) or real_build(state))
+    for k in range(1, 6):
+        ledger.record(k * S, [1.0, 1.0], [1.0, 1.0], CI_100)
+    assert built == []
+    first = ledger.snapshot()
+    assert (first.seq, first.energy_j) == (5, 10.0)
+    assert ledger.snapshot() is first
+    assert built == [5]
+    ledger.record(6 * S, [1.0, 1.0], [1.0, 1.0], CI_100)
+    assert ledger.snapshot().seq == 6
+    assert first.seq == 5  # an earlier snapshot never changes
+    assert built == [5, 6]
+    assert ledger.history().t_ns.tolist() == [k * S for k in range(1, 7)]  # the ring kept up

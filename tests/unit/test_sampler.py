@@ -257,6 +257,24 @@ def test_every_reading_is_taken_on_the_sampler_thread() -> None:
     assert not sampler.running
 
 
+def test_stop_wakes_the_sleeping_thread_at_once() -> None:
+    """Would catch: stop() waiting for the sleep between ticks to run out (here 30 s, so the
+    stall bound of 60 s would pass first and the thread would be abandoned as stuck)."""
+    sensor = TraceSensor(FakeClock(), lambda t: 10.0)
+    sampler = Sampler(
+        [sensor], Ledger(sensor.devices, pue=1.0, history_size=100), interval_s=30.0, intensity=CI
+    )
+    sampler.start()
+    started = time.monotonic()
+    sampler.stop()
+    assert time.monotonic() - started < 10.0  # a bound far below the interval, not a speed
+    assert not sampler.running
+    assert (sampler.ticks, sampler.stalls) == (2, 0)  # the first and the final reading
+    sampler.start()  # a restart sleeps and wakes the same way
+    sampler.stop()
+    assert (sampler.ticks, sampler.stalls) == (4, 0)
+
+
 def test_stop_without_start_is_a_noop() -> None:
     clock = FakeClock()
     sampler = make([TraceSensor(clock, lambda t: 1.0)], clock)

@@ -68,7 +68,7 @@ class Host:
         self.t = 0.0
         self.fail = False
         counts = {True: logical, False: physical}
-        monkeypatch.setattr(cpu_model, "read_percpu_times", self._percpu_times)
+        monkeypatch.setattr(cpu_model.ProcStat, "percpu", lambda stat: self._percpu_times())
         monkeypatch.setattr(cpu_model.psutil, "cpu_count", lambda logical=True: counts[logical])
         monkeypatch.setattr(cpu_model.os, "sched_getaffinity", lambda pid: set(self.affinity))
 
@@ -516,3 +516,47 @@ def test_proc_stat_reader_agrees_with_psutil_on_this_machine() -> None:
     for cpu, (busy, total) in ours.items():
         assert busy == pytest.approx(theirs[cpu][0], abs=1.0)  # read a moment apart
         assert total == pytest.approx(theirs[cpu][1], abs=1.0)
+
+
+def test_proc_stat_kept_open_reads_every_cpu_line_of_a_long_file(tmp_path: pathlib.Path) -> None:
+    """Would catch: a host with many CPUs losing the cpu lines past the first read's size, a
+    line cut at the end of a read parsed as a (wrong) number, or a stale first read returned
+    after the file changed."""
+    path = tmp_path / "stat"
+
+    def write(busy: int) -> None:
+        lines = ["cpu  1 1 1 1 1 1 1 1 0 0"]
+        lines += [f"cpu{i} {busy} 0 {i} 500 10 0 0 0 0 0" for i in range(600)]
+        lines.append("intr " + " ".join(["7"] * 3000))
+        path.write_text("\n".join(lines) + "\nctxt 1\n")
+
+    write(100)
+    assert path.stat().st_size > 4096 * 4
+    stat = cpu_model.ProcStat(str(path))
+    times = stat.percpu()
+    assert times is not None and sorted(times) == list(range(600))
+    assert times[599] == pytest.approx(((100 + 599) / 100.0, (100 + 599 + 510) / 100.0))
+    write(300)
+    again = stat.percpu()
+    assert again is not None and again[599][0] == pytest.approx((300 + 599) / 100.0)
+    stat.close()
+    short = tmp_path / "short"
+    short.write_text("cpu  1 0 0 1\ncpu0 200 0 0 800 0 0 0 0 0 0\n")  # no line after: whole file
+    assert cpu_model.read_percpu_times(cpu_model.ProcStat(str(short))) == {0: (2.0, 10.0)}
+
+
+def test_sensor_keeps_proc_stat_open_and_close_releases_it(
+    no_cgroup: dict[str, str], tmp_path: pathlib.Path
+) -> None:
+    """Would catch: /proc/stat opened and closed on every tick (three system calls more a tick),
+    or left open once the sensor is closed."""
+    if not pathlib.Path(cpu_model.PROC_STAT).exists():
+        pytest.skip("no /proc/stat")
+    fd_dir = pathlib.Path("/proc/self/fd")
+    before = len(list(fd_dir.iterdir()))
+    sensor = CpuTdpSensor.create(100.0, cpuinfo_path=write_cpuinfo(tmp_path, "X"), **no_cgroup)
+    for _ in range(5):
+        assert sensor.read(0).power_w > 0
+    assert len(list(fd_dir.iterdir())) == before + 1
+    sensor.close()
+    assert len(list(fd_dir.iterdir())) == before

@@ -54,8 +54,7 @@ def with_fake(sensor: RamModelSensor, proc: FakeProc) -> RamModelSensor:
 
 @pytest.fixture
 def big_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    vm = SimpleNamespace(total=512 * GIB, available=256 * GIB)
-    monkeypatch.setattr(ram_model.psutil, "virtual_memory", lambda: vm)
+    monkeypatch.setattr(ram_model.MemInfo, "used_bytes", lambda info: 256 * GIB)
 
 
 def test_identity_and_units() -> None:
@@ -90,8 +89,8 @@ def test_power_is_per_gb_times_process_tree_rss(big_host: None) -> None:
 
 
 def test_shared_pages_are_capped_at_host_used_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    vm = SimpleNamespace(total=16 * GIB, available=13 * GIB)  # 3 GiB used on the host
-    monkeypatch.setattr(ram_model.psutil, "virtual_memory", lambda: vm)
+    # 3 GiB used on the host (16 GiB total, 13 GiB available)
+    monkeypatch.setattr(ram_model.MemInfo, "used_bytes", lambda info: 3 * GIB)
     tree = FakeProc(2 * GIB, [FakeProc(2 * GIB, pid=2)])  # 4 GiB of RSS: shared pages twice
     sensor = with_fake(RamModelSensor(1.0), tree)
     assert sensor.read(0).power_w == pytest.approx(3.0)
@@ -101,7 +100,7 @@ def test_virtual_memory_failure_does_not_fail_the_reading(monkeypatch: pytest.Mo
     def broken() -> None:
         raise OSError("no /proc/meminfo")
 
-    monkeypatch.setattr(ram_model.psutil, "virtual_memory", broken)
+    monkeypatch.setattr(ram_model.MemInfo, "used_bytes", lambda info: broken())
     sensor = with_fake(RamModelSensor(1.0), FakeProc(GIB))
     assert sensor.read(0).power_w == pytest.approx(1.0)
 

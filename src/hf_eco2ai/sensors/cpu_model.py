@@ -55,7 +55,13 @@ from hf_eco2ai._logging import warn_once
 from hf_eco2ai.sensors.bands import TDP_DEFAULT_BAND, TDP_TABLE_BAND
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading, SensorError
 from hf_eco2ai.sensors.cgroup import cgroup_cpu_limit, cgroup_usage_reader
-from hf_eco2ai.sensors.process_share import CpuShareMeter, FakeTree, JobScope, ProcessTree
+from hf_eco2ai.sensors.process_share import (
+    CpuShareMeter,
+    FakeTree,
+    JobScope,
+    ProcessTree,
+    _ProcFile,
+)
 
 __all__ = [
     "DEFAULT_TDP_PER_CORE_W",
@@ -258,11 +264,16 @@ def threads_per_core(logical: int, physical: int, *, virtual: bool, vendor: str)
     return max(tpc, 1.0)
 
 
-def _affinity() -> list[int]:
+def _affinity_set() -> set[int]:
+    """The CPUs this thread may run on (every CPU where the OS cannot say)."""
     try:
-        return sorted(os.sched_getaffinity(0))
+        return os.sched_getaffinity(0)
     except (AttributeError, OSError):  # not Linux
-        return list(range(os.cpu_count() or 1))
+        return set(range(os.cpu_count() or 1))
+
+
+def _affinity() -> list[int]:
+    return sorted(_affinity_set())
 
 
 PROC_STAT = "/proc/stat"
@@ -281,26 +292,67 @@ def parse_proc_stat(
     """
     out: dict[int, tuple[float, float]] = {}
     for line in lines:
-        if not line.startswith(b"cpu"):
+        if line[:3] != b"cpu":
             break  # the cpu lines come first
-        name, *fields = line.split()
-        if name == b"cpu" or len(fields) < 4:
+        f = line.split()
+        if len(f) < 5 or f[0] == b"cpu":
             continue
-        v = [int(x) for x in fields] + [0] * (10 - len(fields))
-        total = sum(v) - v[8] - v[9]  # guest and guest_nice are counted in user and nice
-        busy = total - v[3] - v[4]  # idle, iowait
-        out[int(name[3:])] = (busy / ticks, total / ticks)
+        # user nice system idle iowait irq softirq steal; guest and guest_nice (fields 9 and
+        # 10) are already counted in user and nice
+        v = list(map(int, f[1:9]))
+        total = sum(v)
+        busy = total - v[3] - (v[4] if len(v) > 4 else 0)  # idle, iowait
+        out[int(f[0][3:])] = (busy / ticks, total / ticks)
     return out
 
 
-def read_percpu_times() -> dict[int, tuple[float, float]]:
+class ProcStat:
+    """``/proc/stat`` kept open: :meth:`percpu` re-reads its start with one ``pread`` (the
+    kernel regenerates the file on each read at offset 0), enough bytes for every ``cpuN``
+    line (the size grows once on a host with many CPUs). :meth:`close` releases it.
+
+    Example:
+        >>> stat = ProcStat()
+        >>> times = stat.percpu(); stat.close()
+        >>> times is None or all(0.0 <= busy <= total for busy, total in times.values())
+        True
+    """
+
+    def __init__(self, path: str = PROC_STAT) -> None:
+        self._file = _ProcFile(path)
+        self._size = 4096
+
+    def percpu(self) -> dict[int, tuple[float, float]] | None:
+        """(busy, total) seconds of each CPU since boot; None when the file cannot be read."""
+        size = self._size
+        data = self._file.read(size)
+        if data is None:
+            return None
+        lines = data.split(b"\n")
+        # the whole file, or the cpu lines and the start of the next one
+        if len(data) < size or (len(lines) > 1 and lines[-2][:3] != b"cpu"):
+            return parse_proc_stat(lines)
+        self._size = size * 2  # more CPUs than the read covered: read more
+        return self.percpu()
+
+    def close(self) -> None:
+        """Close the file (idempotent; a later read opens it again)."""
+        self._file.close()
+
+
+def read_percpu_times(source: ProcStat | None = None) -> dict[int, tuple[float, float]]:
     """(busy, total) seconds of each CPU since boot: ``/proc/stat`` read directly (the cpu
-    lines only; psutil's parser costs several times more per tick), psutil where there is none."""
+    lines only; psutil's parser costs several times more per tick) through ``source`` (kept
+    open) or a one-off :class:`ProcStat`; psutil where there is none."""
+    stat = ProcStat() if source is None else source
     try:
-        with open(PROC_STAT, "rb") as fh:
-            return parse_proc_stat(iter(fh.readline, b""))
-    except OSError:
+        times = stat.percpu()
+    finally:
+        if source is None:
+            stat.close()
+    if times is None:
         return dict(enumerate(_busy_total(t) for t in psutil.cpu_times(percpu=True)))
+    return times
 
 
 def _busy_total(times: Any) -> tuple[float, float]:
@@ -414,6 +466,13 @@ class CpuTdpSensor:
         )
         self.last_utilization: float | None = None
         """Utilisation (0..1) used in the latest reading."""
+        self._stat = ProcStat()
+        self._affinity: list[int] = []
+        self._affinity_set: set[int] = set()
+        self._usable_n = 1.0
+        self._quota_binds = False
+        self._power_full = 0.0
+        self._use_affinity(affinity)
         self._last_t = clock()
         self._last_times = self._percpu(affinity)
         self._last_usage = self._usage_reader() if self._usage_reader else None
@@ -449,25 +508,54 @@ class CpuTdpSensor:
         return (self._device,)
 
     def read(self, index: int) -> Reading:
-        """Modelled power (W) since the previous read; ``energy_j`` is None."""
+        """Modelled power (W) since the previous read; ``energy_j`` is None.
+
+        Runs every tick: one function with few calls (see docs/benchmarks.md, idle cost).
+        """
         if index != 0:
             raise IndexError(index)
         try:
-            affinity = _affinity()
-            usable = self._usable(affinity)
+            try:
+                usable_cpus = os.sched_getaffinity(0)
+            except (AttributeError, OSError):  # not Linux
+                usable_cpus = _affinity_set()
+            if usable_cpus != self._affinity_set:
+                self._use_affinity(sorted(usable_cpus))
             now = self._clock()
-            times = self._percpu(affinity)
+            per = self._stat.percpu()
+            if per is None:  # no /proc/stat: psutil
+                per = read_percpu_times()
+            if per.keys() == self._affinity_set:  # every CPU usable (the usual case): no copy
+                times = per
+            else:
+                times = {cpu: per[cpu] for cpu in self._affinity if cpu in per}
             # the cgroup's usage counter is read only while its quota binds (the only case
-            # _utilization uses it): one file read less per tick on hosts without a quota
-            binds = self.cgroup_limit is not None and self.cgroup_limit < len(affinity)
-            usage = self._usage_reader() if self._usage_reader and binds else None
+            # it is used): one file read less per tick on hosts without a quota
+            binds = self._quota_binds
+            usage = self._usage_reader() if binds and self._usage_reader else None
         except Exception as exc:
             raise SensorError(f"CPU model: cannot read CPU times ({exc})") from exc
-        u, busy_s = self._utilization(affinity, usable, now, times, usage)
+        # utilisation u (0..1) of the usable CPUs since the previous read, and their busy seconds
+        last_usage, dt = self._last_usage, now - self._last_t
+        if binds and usage is not None and last_usage is not None and dt > 0:
+            busy_s = max(0.0, usage - last_usage)
+            u = min(max(busy_s / (dt * self._usable_n), 0.0), 1.0)
+        else:
+            busy = total = 0.0
+            last = self._last_times
+            for cpu, (b, t) in times.items():
+                prev = last.get(cpu)
+                if prev is not None:
+                    busy += b - prev[0]
+                    total += t - prev[1]
+            busy_s = busy if busy > 0.0 else 0.0
+            if total > 0:
+                u = min(max(busy / total, 0.0), 1.0)
+            else:
+                u = self.last_utilization if self.last_utilization is not None else 0.0
         self._last_t, self._last_times, self._last_usage = now, times, usage
         self.last_utilization = u
-        share = min(usable, self.logical_cores) / self.logical_cores
-        power = self.tdp_w * share * (IDLE_FRACTION + (1 - IDLE_FRACTION) * u)
+        power = self._power_full * (IDLE_FRACTION + (1 - IDLE_FRACTION) * u)
         try:
             scope: JobScope | None = self._share.sample(host_busy_s=busy_s)
         except Exception as exc:  # the host figure stands; the job share is unknown this time
@@ -475,10 +563,14 @@ class CpuTdpSensor:
                 logger, "cpu-share", "hf-eco2ai: cannot read this process tree's CPU time: %s", exc
             )
             scope = None
-        return Reading(power_w=power, scope=scope)
+        return Reading(power, scope=scope)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Release the files kept open (idempotent; a later read opens them again)."""
+        self._stat.close()
+        close_tree = getattr(self._share.tree, "close", None)
+        if close_tree is not None:
+            close_tree()
 
     # ------------------------------------------------------------------ internals
     def _usable(self, affinity: Sequence[int]) -> float:
@@ -487,40 +579,20 @@ class CpuTdpSensor:
             n = min(n, self.cgroup_limit)
         return max(n, 0.01)
 
-    @staticmethod
-    def _percpu(affinity: Sequence[int]) -> dict[int, tuple[float, float]]:
-        per = read_percpu_times()
+    def _use_affinity(self, affinity: list[int]) -> None:
+        """Recompute what depends on the usable CPUs (at start, and when the affinity changes)."""
+        self._affinity = affinity
+        self._affinity_set = set(affinity)
+        self._usable_n = usable = self._usable(affinity)
+        self._quota_binds = self.cgroup_limit is not None and self.cgroup_limit < len(affinity)
+        self._power_full = self.tdp_w * min(usable, self.logical_cores) / self.logical_cores
+        """Power at full utilisation of the usable CPUs."""
+
+    def _percpu(self, affinity: Sequence[int]) -> dict[int, tuple[float, float]]:
+        per = self._stat.percpu()
+        if per is None:
+            per = read_percpu_times()
         return {cpu: per[cpu] for cpu in affinity if cpu in per}
-
-    def _utilization(
-        self,
-        affinity: Sequence[int],
-        usable: float,
-        now: float,
-        times: dict[int, tuple[float, float]],
-        usage: float | None,
-    ) -> tuple[float, float | None]:
-        """(utilisation 0..1, busy CPU seconds of the interval or None when unknown)."""
-        quota_binds = self.cgroup_limit is not None and self.cgroup_limit < len(affinity)
-        if quota_binds and usage is not None and self._last_usage is not None:
-            dt = now - self._last_t
-            if dt > 0:
-                busy_s = max(0.0, usage - self._last_usage)
-                return _clip(busy_s / (dt * usable)), busy_s
-        busy = total = 0.0
-        for cpu, (b, t) in times.items():
-            prev = self._last_times.get(cpu)
-            if prev is not None:
-                busy += b - prev[0]
-                total += t - prev[1]
-        if total <= 0:
-            last = self.last_utilization if self.last_utilization is not None else 0.0
-            return last, max(0.0, busy)
-        return _clip(busy / total), max(0.0, busy)
-
-
-def _clip(x: float) -> float:
-    return min(max(x, 0.0), 1.0)
 
 
 def _vendor_from_name(model: str) -> str:

@@ -44,6 +44,7 @@ __all__ = [
     "FakeTree",
     "JobScope",
     "JobScopedSensor",
+    "MemInfo",
     "ProcessTree",
     "gpu_scope",
     "host_busy_seconds",
@@ -92,17 +93,21 @@ def host_busy_seconds() -> float:
 class ProcessTree:
     """This process and its descendants: cached :class:`psutil.Process` objects.
 
-    Finding descendants scans every process of the host, so the list is refreshed at most every
-    ``children_refresh_s`` seconds; the cached objects are read on every call. CPU seconds are
-    ``user + system + children_user + children_system`` of each live member, so a child that
-    exits and is reaped by a member keeps counting (its time moves into the parent's
-    ``children_*``); the cumulative value never goes down (a vanished, unreaped child's time is
-    not taken back).
+    Finding descendants walks ``/proc/<pid>/task/*/children``, so the list is refreshed at most
+    every ``children_refresh_s`` seconds, and not walked at all while this process has no child
+    process (one ``waitid`` says so, :func:`_has_no_children`); the cached objects are read on
+    every call. This process's own figures are read without psutil: CPU time from ``os.times()``,
+    resident memory from ``/proc/<pid>/statm`` kept open and re-read (:meth:`close` releases
+    it). CPU seconds are ``user + system + children_user + children_system`` of each live
+    member, so a child that exits and is reaped by a member keeps counting (its time moves into
+    the parent's ``children_*``); the cumulative value never goes down (a vanished, unreaped
+    child's time is not taken back).
 
     Example:
         >>> tree = ProcessTree()
         >>> tree.cpu_seconds() >= 0.0 and os.getpid() in tree.pids()
         True
+        >>> tree.close()
     """
 
     def __init__(
@@ -112,30 +117,42 @@ class ProcessTree:
         children_refresh_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.root = psutil.Process(os.getpid() if pid is None else pid)
+        self.root = psutil.Process(_PID[0] if pid is None else pid)
+        self._own = self.root if self.root.pid == _PID[0] else None
+        """The root while it is this very process (read directly, without psutil)."""
+        self._own_pid = self.root.pid
         self._children: list[Any] = []
         self._children_at: float | None = None
         self._refresh_s = float(children_refresh_s)
         self._clock = clock
         self._cpu_high = 0.0
+        self._statm = _ProcFile(f"/proc/{self._own_pid}/statm")
 
     def members(self) -> list[Any]:
         """The root and its known descendants (the descendant list refreshed when due)."""
+        return [self.root, *self._kids()]
+
+    def _kids(self) -> list[Any]:
+        """The known descendants, refreshed when due."""
         now = self._clock()
         if self._children_at is None or now - self._children_at >= self._refresh_s:
             self._children = self._descendants()
             self._children_at = now
-        return [self.root, *self._children]
+        return self._children
 
-    @staticmethod
-    def _is_self(proc: Any) -> bool:
-        """True for a real :class:`psutil.Process` of this very process (read directly)."""
-        return isinstance(proc, psutil.Process) and proc.pid == os.getpid()
+    def _is_self(self, proc: Any) -> bool:
+        """True for the root while it is this very process (read directly)."""
+        return proc is self._own and self._own_pid == _PID[0]
 
     def _descendants(self) -> list[Any]:
         """The root's descendants, from ``/proc/<pid>/task/<tid>/children`` (a few small reads;
-        psutil's ``children()`` scans every process of the host) when the kernel offers it."""
-        pids = _children_from_proc(self.root.pid) if self._is_self(self.root) else None
+        psutil's ``children()`` scans every process of the host) when the kernel offers it;
+        none, without reading anything, when this process has no child at all."""
+        pids: list[int] | None = None
+        if self._is_self(self.root):
+            if _has_no_children():
+                return []
+            pids = _children_from_proc(self._own_pid)
         if pids is None:
             try:
                 return list(self.root.children(recursive=True))
@@ -159,47 +176,173 @@ class ProcessTree:
 
     def cpu_seconds(self) -> float:
         """Cumulative CPU seconds of the tree (never decreasing). Raises if the root is gone."""
-        total = 0.0
-        alive: list[Any] = []
-        for proc in self.members():
-            if proc is self.root and self._is_self(proc):
-                own = os.times()  # a system call; no /proc parsing for ourselves
-                total += own.user + own.system + own.children_user + own.children_system
-                continue
-            try:
-                t = proc.cpu_times()
-            except psutil.Error:
-                if proc is self.root:
-                    raise
-                continue
-            total += t.user + t.system + t.children_user + t.children_system
-            if proc is not self.root:
+        kids = self._kids()
+        root = self.root
+        if root is self._own and self._own_pid == _PID[0]:  # this very process
+            own = os.times()  # a system call; no /proc parsing for ourselves
+            total = own[0] + own[1] + own[2] + own[3]
+        else:
+            t = root.cpu_times()
+            total = t.user + t.system + t.children_user + t.children_system
+        if kids:
+            alive: list[Any] = []
+            for proc in kids:
+                try:
+                    t = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                total += t.user + t.system + t.children_user + t.children_system
                 alive.append(proc)
-        self._children = alive
-        self._cpu_high = max(self._cpu_high, total)
+            self._children = alive
+        if total > self._cpu_high:
+            self._cpu_high = total
         return self._cpu_high
 
     def rss_bytes(self) -> int:
         """Resident bytes of the tree (shared pages count once per member). Raises if the root
         is gone."""
-        total = 0
-        alive: list[Any] = []
-        for proc in self.members():
-            if proc is self.root and self._is_self(proc):
-                own = _own_rss_bytes()
-                if own is not None:
-                    total += own
+        kids = self._kids()
+        root = self.root
+        total = -1
+        if root is self._own and self._own_pid == _PID[0]:  # this very process: its statm
+            data = self._statm.read(128)
+            if data is not None:
+                try:
+                    total = int(data.split(None, 2)[1]) * _PAGE  # size, resident, ...
+                except (ValueError, IndexError):
+                    total = -1
+        if total < 0:
+            total = int(root.memory_info().rss)
+        if kids:
+            alive: list[Any] = []
+            for proc in kids:
+                try:
+                    total += int(proc.memory_info().rss)
+                except psutil.Error:
                     continue
-            try:
-                total += int(proc.memory_info().rss)
-            except psutil.Error:
-                if proc is self.root:
-                    raise
-                continue
-            if proc is not self.root:
                 alive.append(proc)
-        self._children = alive
+            self._children = alive
         return total
+
+    def close(self) -> None:
+        """Release the file kept open (idempotent; a later read opens it again)."""
+        self._statm.close()
+
+
+class _ProcFile:
+    """A procfs file kept open and re-read from offset 0 with ``os.pread``: one system call a
+    read instead of open, read and close (a procfs file is generated afresh by each read at
+    offset 0). Opened on first use, ``O_CLOEXEC``; None from :meth:`read` where it cannot be
+    opened or read.
+
+    Example:
+        >>> f = _ProcFile("/proc/self/statm")
+        >>> data = f.read(256); f.close()
+        >>> data is None or len(data.split()) >= 2
+        True
+    """
+
+    __slots__ = ("_fd", "_pid", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._pid = 0
+
+    def read(self, size: int) -> bytes | None:
+        """Up to ``size`` bytes from the start of the file."""
+        fd = self._fd
+        if fd < 0 or self._pid != _PID[0]:  # never opened, or inherited through a fork
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+            self._fd, self._pid = fd, _PID[0]
+        try:
+            return os.pread(fd, size, 0)
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0 and self._pid == _PID[0]:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class MemInfo:
+    """The host's memory in use, ``MemTotal - MemAvailable`` from ``/proc/meminfo`` kept open
+    (one ``pread``): what ``psutil.virtual_memory()`` reports as ``total - available``, without
+    parsing the whole file. psutil itself where the file or a usable ``MemAvailable`` is
+    missing (old kernels, containers with odd values). :meth:`close` releases the file.
+
+    Example:
+        >>> info = MemInfo()
+        >>> used = info.used_bytes(); info.close()
+        >>> 0 <= used <= psutil.virtual_memory().total
+        True
+    """
+
+    def __init__(self, path: str = "/proc/meminfo") -> None:
+        self._file = _ProcFile(path)
+
+    def used_bytes(self) -> int:
+        """Bytes of memory in use on the host (total - available)."""
+        data = self._file.read(512)  # MemTotal, MemFree and MemAvailable come first
+        if data is not None:
+            total = available = 0
+            for line in data.split(b"\n", 4)[:4]:
+                if line.startswith(b"MemTotal:"):
+                    total = int(line.split()[1]) * 1024
+                elif line.startswith(b"MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+            if 0 < available <= total:
+                return total - available
+        vm = psutil.virtual_memory()
+        return int(vm.total - vm.available)
+
+    def close(self) -> None:
+        """Close the file (idempotent; a later read opens it again)."""
+        self._file.close()
+
+
+_PID = [os.getpid()]
+"""This process's pid, refreshed in a forked child (``os.register_at_fork``): no system call
+per read to tell whether a cached file or process object is this process's own."""
+
+
+def _after_fork_in_child() -> None:
+    _PID[0] = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_WALL = 0x40000000
+"""Linux ``__WALL``: wait for every kind of child, however it was cloned (``waitid`` accepts it
+since Linux 4.7; an older kernel refuses it, and then the children are walked as before)."""
+
+
+def _has_no_children() -> bool:
+    """True when this process has no child process at all: ``waitid(P_ALL, WNOHANG | WNOWAIT)``
+    fails with ECHILD. One system call, no side effect: nothing is reaped (``WNOWAIT``) and
+    nothing waits (``WNOHANG``). False where that cannot be told (no ``waitid``, an error).
+
+    Example:
+        >>> isinstance(_has_no_children(), bool)
+        True
+    """
+    waitid = getattr(os, "waitid", None)
+    if waitid is None:
+        return False
+    try:
+        waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT | _WALL)
+    except ChildProcessError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _children_from_proc(root: int) -> list[int] | None:
@@ -218,14 +361,19 @@ def _children_from_proc(root: int) -> list[int] | None:
             continue
         for tid in tids:
             try:
-                with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
-                    text = fh.read()
+                fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 if pid == root and tid == tids[0]:
                     return None  # no CONFIG_PROC_CHILDREN
                 continue
             except OSError:
                 continue
+            try:
+                text = _read_all(fd)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
             for child in text.split():
                 c = int(child)
                 if c not in seen:
@@ -235,21 +383,15 @@ def _children_from_proc(root: int) -> list[int] | None:
     return out
 
 
+def _read_all(fd: int) -> bytes:
+    """Everything left in ``fd`` (raw reads: no buffered file object)."""
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def _own_rss_bytes() -> int | None:
-    """This process's resident bytes from ``/proc/self/statm`` (None where there is none)."""
-    try:
-        fd = os.open("/proc/self/statm", os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        return int(os.read(fd, 256).split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return None
-    finally:
-        os.close(fd)
 
 
 class FakeTree:
@@ -316,8 +458,10 @@ class CpuShareMeter:
             d_busy = max(0.0, busy_cum - (self._last_busy if self._last_busy is not None else 0.0))
         self._last_job, self._last_busy = job, busy_cum
         d_job = min(d_job, d_busy)  # clock skew between the two reads: never more than busy
-        fallback = self.job_total_s / self.busy_total_s if self.busy_total_s > 0 else 1.0
-        share = job_share(d_job, d_busy, fallback)
+        if d_busy > 1e-9:
+            share = d_job / d_busy  # job_share(), inline: 0 <= d_job <= d_busy here
+        else:  # the host was not busy at all: the run's share so far
+            share = self.job_total_s / self.busy_total_s if self.busy_total_s > 0 else 1.0
         self.job_total_s += d_job
         self.busy_total_s += d_busy
         shared = None if d_busy <= 1e-9 else (d_busy - d_job) / d_busy > SHARED_THRESHOLD
@@ -422,6 +566,7 @@ class JobScopedSensor:
         self._clock = clock
         self._meters: dict[int, CpuShareMeter] = {}
         self._gpu_seen_us: dict[int, int] = {}
+        self._meminfo = MemInfo()
 
     def __getattr__(self, name: str) -> Any:  # kinds(), try_create facts, ...
         if name == "inner":  # not set yet (copy, unpickling): no recursion
@@ -443,8 +588,12 @@ class JobScopedSensor:
         return reading
 
     def close(self) -> None:
-        """Close the wrapped sensor."""
+        """Close the wrapped sensor, and release the files kept open here and in the tree."""
         self.inner.close()
+        self._meminfo.close()
+        close_tree = getattr(self.tree, "close", None)
+        if close_tree is not None:
+            close_tree()
 
     def _scope(self, index: int) -> JobScope | None:
         kind = getattr(self.inner.devices[index].hw_type, "value", "")
@@ -456,8 +605,7 @@ class JobScopedSensor:
                 )
             return meter.sample()
         if kind == "memory":
-            vm = psutil.virtual_memory()
-            used = float(vm.total - vm.available)
+            used = float(self._meminfo.used_bytes())
             return JobScope(job_share(float(self.tree.rss_bytes()), used, 1.0))
         handle_of = getattr(self.inner, "nvml_handle", None)
         if kind == "gpu" and handle_of is not None:

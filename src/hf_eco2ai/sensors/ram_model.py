@@ -35,7 +35,7 @@ import psutil  # type: ignore[import-untyped, unused-ignore]
 
 from hf_eco2ai.sensors.bands import RAM_MODEL_BAND
 from hf_eco2ai.sensors.base import DeviceInfo, HwType, Method, Reading, SensorError
-from hf_eco2ai.sensors.process_share import ProcessTree
+from hf_eco2ai.sensors.process_share import MemInfo, ProcessTree
 
 USED_REFRESH_S: Final = 10.0
 """How often the host's memory in use (the cap on the tree's RSS) is read again."""
@@ -86,6 +86,7 @@ class RamModelSensor:
         self.tree = tree or ProcessTree(pid, children_refresh_s=children_refresh_s, clock=clock)
         """The process tree whose memory is counted (may be shared with the CPU model)."""
         self.last_rss_bytes: int | None = None
+        self._meminfo = MemInfo()
         self._host_used: int | None = None
         self._used_at: float | None = None
         """Bytes attributed in the latest reading."""
@@ -121,8 +122,7 @@ class RamModelSensor:
         now = time.monotonic()
         if self._used_at is None or now - self._used_at >= USED_REFRESH_S:
             with contextlib.suppress(Exception):  # the cap is a refinement: never fail on it
-                vm = psutil.virtual_memory()
-                self._host_used = int(vm.total - vm.available)
+                self._host_used = self._meminfo.used_bytes()
             self._used_at = now
         if self._host_used is not None:
             rss = min(rss, self._host_used)
@@ -130,4 +130,8 @@ class RamModelSensor:
         return Reading(power_w=self.power_per_gb * rss / GIB)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Release the files kept open (idempotent; a later read reopens them)."""
+        self._meminfo.close()
+        close_tree = getattr(self.tree, "close", None)
+        if close_tree is not None:
+            close_tree()
