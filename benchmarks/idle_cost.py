@@ -4,6 +4,10 @@ Usage: ``python benchmarks/idle_cost.py [--quick] [--duration 30] [--repeats 3] 
 ``python benchmarks/idle_cost.py --profile 500``: what one tick of that monitor is made of
 (cProfile over 500 ``sampler.tick()`` calls in a loop, warm: the thread's ticks run cold, after
 a second asleep, and cost several times more, but in the same proportions roughly).
+``python benchmarks/idle_cost.py --cold 30 [--bare]``: the CPU time of a tick as the sampler
+thread pays it, cold, and of the wake-up apart: a thread of its own sleeps a second on a lock
+(as the sampler does) then calls ``sampler.tick()`` once, ``--cold`` times, reading its own CPU
+clock around the tick and around the wake-up (``--bare``: wake-ups only, no tick).
 
 Each measurement runs in a fresh worker process that starts one tracker, lets it settle
 (``--warmup``, 3 s: start-up is not steady state), then sleeps ``--duration`` seconds on its
@@ -195,6 +199,65 @@ def profile_ticks(ticks: int, top: int) -> None:
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
 
 
+def cold_ticks(ticks: int, *, bare: bool, interval_s: float = 1.0) -> dict[str, Any]:
+    """CPU µs of each tick and of each wake-up, on a thread that sleeps ``interval_s`` between
+    ticks on a lock with a timeout, as the sampler thread does (the sampler's own thread is
+    not started: the monitor is built but not started)."""
+    import logging
+
+    from hf_eco2ai.config import CarbonConfig
+    from hf_eco2ai.energy_monitor import EnergyMonitor
+
+    logging.getLogger("hf_eco2ai").setLevel(logging.ERROR)
+    monitor = EnergyMonitor(CarbonConfig(sample_interval=interval_s))
+    sampler = monitor.sampler
+    sampler.tick()  # the baseline reading
+    tick_us: list[float] = []
+    wake_us: list[float] = []
+
+    def body() -> None:
+        cpu = time.thread_time_ns
+        lock = threading.Lock()
+        lock.acquire()
+        for _ in range(ticks):
+            w0 = cpu()
+            lock.acquire(True, interval_s)
+            w1 = cpu()
+            if not bare:
+                sampler.tick()
+            t1 = cpu()
+            wake_us.append((w1 - w0) / 1e3)
+            tick_us.append((t1 - w1) / 1e3)
+
+    thread = threading.Thread(target=body, name="cold-ticks")
+    thread.start()
+    thread.join()
+    monitor.close()
+    med_tick = statistics.median(tick_us)
+    med_wake = statistics.median(wake_us)
+    return {
+        "ticks": ticks,
+        "bare": bare,
+        "tick_us_median": med_tick,
+        "tick_us_range": (min(tick_us), max(tick_us)),
+        "wake_us_median": med_wake,
+        "wake_us_range": (min(wake_us), max(wake_us)),
+        "pct_of_core_at_1hz": (med_tick + med_wake) / 1e6 / interval_s * 100,
+    }
+
+
+def print_cold(result: dict[str, Any]) -> None:
+    """One line per figure."""
+    print(
+        f"{result['ticks']} cold {'wake-ups (no tick)' if result['bare'] else 'ticks'}:"
+        f" tick {result['tick_us_median']:.1f} µs median"
+        f" ({result['tick_us_range'][0]:.1f}–{result['tick_us_range'][1]:.1f}),"
+        f" wake-up {result['wake_us_median']:.1f} µs median"
+        f" ({result['wake_us_range'][0]:.1f}–{result['wake_us_range'][1]:.1f});"
+        f" together {result['pct_of_core_at_1hz']:.4f} % of one core at 1 Hz"
+    )
+
+
 # ============================================================================ parent side
 def _loadavg() -> str:
     try:
@@ -317,11 +380,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="only profile N ticks (cProfile)"
     )
+    parser.add_argument(
+        "--cold", type=int, default=0, metavar="N", help="only time N cold ticks and wake-ups"
+    )
+    parser.add_argument("--bare", action="store_true", help="with --cold: wake-ups only")
     parser.add_argument("--worker", default=None, help=argparse_hidden())
     ns = parser.parse_args(argv)
     if ns.profile:
         profile_ticks(ns.profile, 30)
         return 0
+    if ns.cold:
+        return emit(cold_ticks(ns.cold, bare=ns.bare), ns.json, print_cold)
     duration = ns.duration or (5.0 if ns.quick else 30.0)
     if ns.worker is not None:
         print(RESULT_MARK + json.dumps(worker(ns.worker, duration, ns.warmup)), flush=True)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,9 @@ from hf_eco2ai.sensors.base import DeviceInfo, HwType
 from hf_eco2ai.sensors.process_share import JobScope
 
 J_PER_KWH = 3.6e6
+READ_FLUSH_TIMEOUT_S = 0.5
+"""A read of the ledger waits at most this long for readings being recorded by another thread
+(arithmetic only, well under a millisecond); the totals as they stand otherwise."""
 
 _State = tuple[Any, ...]
 """What :meth:`Ledger.record` publishes each tick (see :meth:`Ledger._freeze`)."""
@@ -286,6 +289,36 @@ class Ledger:
             self._state,
             empty_snapshot(self.devices, self.pue),
         )
+        self._read_seq = 0
+        self._pending: Sized = ()
+        self._flush: Callable[[float | None], object] | None = None
+
+    def attach_pending(self, pending: Sized, flush: Callable[[float | None], object]) -> None:
+        """Readings taken and not recorded yet (``pending``, non-empty while there are some),
+        and how to record them (``flush(timeout)``): every read of the ledger calls it first,
+        so a reader never sees totals older than the last reading (the sampler's idle batching,
+        :data:`hf_eco2ai.sampling_thread.IDLE_BATCH`)."""
+        self._pending = pending
+        self._flush = flush
+
+    @property
+    def seq(self) -> int:
+        """Ticks recorded so far."""
+        return self._seq
+
+    @property
+    def read_seq(self) -> int:
+        """``seq`` of the latest snapshot a reader asked for (0: none yet)."""
+        return self._read_seq
+
+    def unread(self) -> int:
+        """Ticks recorded since the latest snapshot a reader asked for."""
+        return self._seq - self._read_seq
+
+    def last_intensity(self) -> CarbonIntensity:
+        """The carbon intensity of the latest record (a placeholder before the first)."""
+        intensity: CarbonIntensity = self._state[4]
+        return intensity
 
     # ------------------------------------------------------------------ writer side
     def record(
@@ -515,16 +548,21 @@ class Ledger:
         that tick published; every other call returns that same object (two reference reads).
         Concurrent first calls may each build one: they are equal, and either is returned.
         """
+        if self._pending and self._flush is not None:  # readings not recorded yet: now
+            self._flush(READ_FLUSH_TIMEOUT_S)
         state = self._state
         built = self._built
         if built[0] is state:
             return built[1]
         snap = self._build(state)
         self._built = (state, snap)
+        self._read_seq = state[0]
         return snap
 
     def history(self) -> History:
         """A copy of the ring buffer's contents, oldest first (for reports; not for hot paths)."""
+        if self._pending and self._flush is not None:
+            self._flush(READ_FLUSH_TIMEOUT_S)
         with self._lock:
             n = min(self._count, self._cap)
             start = self._count % self._cap if self._count > self._cap else 0

@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from hf_eco2ai._logging import warn_once
-from hf_eco2ai.carbon.intensity import IntensityProvider
+from hf_eco2ai.carbon.intensity import CarbonIntensity, IntensityProvider, StaticIntensity
 from hf_eco2ai.energy_increments import (
     MAX_DEVICE_POWER_W,
     DeviceTrack,
@@ -56,6 +56,8 @@ from hf_eco2ai.sensors.base import DeviceLostError, Reading, Sensor
 from hf_eco2ai.sensors.process_share import JobScope
 
 __all__ = [
+    "IDLE_AFTER",
+    "IDLE_BATCH",
     "MAX_DEVICE_POWER_W",
     "ImplausibleReadingError",
     "Sampler",
@@ -66,6 +68,13 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 _LIVE: weakref.WeakSet[Sampler] = weakref.WeakSet()
+
+_Entry = str | tuple[int, object, int]
+"""One device in a tick taken: its status when it was not read (stalled, lost), else (monotonic
+ns of the read, the reading — raw for a split sensor — or the failure's status, the device's
+error count after a failure or -1)."""
+_RawTick = tuple[int, CarbonIntensity | None, list[_Entry]]
+"""A tick taken: (monotonic ns, the intensity in force or None for the last one, entries)."""
 
 
 def _clamped_interval(interval_s: float, sensors: Sequence[Sensor]) -> float:
@@ -94,6 +103,12 @@ def _clamped_interval(interval_s: float, sensors: Sequence[Sensor]) -> float:
 
 
 STALL_MIN_S = 2.0
+IDLE_BATCH = 30
+"""While nothing reads the ledger, the sampler thread commits its readings this many at a time
+(see :meth:`Sampler.flush`): the readings are taken on time, every interval; only their
+arithmetic waits, and any reader of the ledger has it done first."""
+IDLE_AFTER = 2
+"""Ticks committed and not read by anyone after which the ledger counts as idle."""
 _JOB_RETRY_S = 0.005
 """How long the sampler thread waits before looking again at jobs another thread is running."""
 WATCHDOG_PERIOD_S = 10.0
@@ -141,6 +156,21 @@ class Sampler:
         if len(self._tracks) != len(ledger.devices):
             raise ValueError("the ledger must hold exactly the sensors' devices, in order")
         self._n = len(self._tracks)
+        self._split = [
+            callable(getattr(type(tr.sensor), "read_raw", None))
+            and callable(getattr(type(tr.sensor), "decode", None))
+            for tr in self._tracks
+        ]
+        """Per device: the sensor reads in two steps (``read_raw``: the system calls, at the
+        tick; ``decode``: the arithmetic, at commit). Looked up on the type, never through an
+        instance's ``__getattr__`` (a wrapper must not hand over its inner sensor's)."""
+        self._pending: deque[_RawTick] = deque()
+        """Readings taken and not committed yet (only while the ledger is idle)."""
+        self._flush_lock = threading.Lock()
+        """Held while readings are committed (CPU only, never during a read): they are
+        committed once each, in the order taken, by the sampler thread or a reader."""
+        self._last_intensity: CarbonIntensity | None = None
+        ledger.attach_pending(self._pending, self.flush)
         self._utilization: list[float | None] = [None] * self._n
         self._mem_used: list[int | None] = [None] * self._n
         self._mem_limit: list[int | None] = [None] * self._n
@@ -149,6 +179,8 @@ class Sampler:
         self._stop = threading.Event()
         self._stopping = False
         """Mirrors ``_stop`` for the sampler thread (an attribute read, not a method call)."""
+        self._watch_wake = threading.Lock()
+        """Held while the watchdog sleeps; released by :meth:`stop`."""
         self._wake: threading.Lock | None = None
         """Held while the current sampler thread sleeps between ticks; released by
         :meth:`stop` to wake it (a bare lock: cheaper to wait on than the event)."""
@@ -193,8 +225,11 @@ class Sampler:
         self._first.clear()
         self._exit_hooked = False
         self._spawn()
+        watch_wake = threading.Lock()
+        watch_wake.acquire()
+        self._watch_wake = watch_wake
         self._watchdog = threading.Thread(
-            target=self._watch, name="hf-eco2ai-sampler-watchdog", daemon=True
+            target=self._watch, args=(watch_wake,), name="hf-eco2ai-sampler-watchdog", daemon=True
         )
         self._watchdog.start()
         if not self._first.wait(self.stall_after_s + 0.5):
@@ -214,6 +249,8 @@ class Sampler:
         self._stopping = True
         self._stop.set()
         self._wake_up()
+        with contextlib.suppress(RuntimeError):  # the watchdog: already released
+            self._watch_wake.release()
         bound = self.stall_after_s if timeout is None else float(timeout)
         if thread is threading.current_thread():
             self._thread = None
@@ -222,8 +259,9 @@ class Sampler:
         self._thread = None
         watchdog, self._watchdog = self._watchdog, None
         if watchdog is not None:
-            watchdog.join(bound)  # wakes on the stop event; never does I/O
+            watchdog.join(bound)  # stop() released its lock: it wakes at once; never does I/O
         self.run_pending(bound)  # jobs handed over while the thread was on its way out
+        self.flush(bound)  # readings a stuck thread left uncommitted
         if not thread.is_alive():
             return
         self._abandon("the sampler did not stop", bound=bound)
@@ -253,9 +291,13 @@ class Sampler:
             self._spawn()
         return marked
 
-    def _watch(self) -> None:
-        """The watchdog thread: lives as long as the sampler thread, no sensor I/O."""
-        while not self._stop.wait(max(self.stall_after_s, WATCHDOG_PERIOD_S)):
+    def _watch(self, wake: threading.Lock) -> None:
+        """The watchdog thread: lives as long as the sampler thread, no sensor I/O. Sleeps on
+        a bare lock that :meth:`stop` releases (cheaper to wake from than an event)."""
+        period = max(self.stall_after_s, WATCHDOG_PERIOD_S)
+        while not wake.acquire(True, period):
+            if self._stop.is_set():
+                return
             try:
                 self.check_stalled()
             except Exception:  # pragma: no cover - must never die noisily
@@ -341,7 +383,7 @@ class Sampler:
                 time.sleep(_JOB_RETRY_S)  # another thread runs them (run_pending)
             if not due and clock() < next_t:
                 continue  # woken for jobs: no reading before its time
-            if not self._locked_tick(epoch):
+            if not self._locked_tick(epoch, defer=self.ledger.unread() >= IDLE_AFTER):
                 return  # abandoned while stuck: a newer thread has taken over
             now = clock()
             next_t += interval_ns
@@ -422,68 +464,148 @@ class Sampler:
         return True
 
     # ------------------------------------------------------------------ one tick
-    def tick(self) -> None:
-        """Read every device once and record the increments (thread-safe; also used by tests)."""
+    def tick(self, *, idle_batching: bool = False) -> None:
+        """Read every device once and record the increments (thread-safe; also used by tests).
+
+        ``idle_batching``: as the sampler thread does, leave the reading uncommitted while
+        nobody has read the ledger for :data:`IDLE_AFTER` ticks (up to :data:`IDLE_BATCH`
+        readings; the next reader of the ledger, or :meth:`flush`, commits them).
+        """
         if self._inherited:
             return
         with self._book:
             epoch = self._era[0]
-        self._locked_tick(epoch)
+        self._locked_tick(epoch, defer=idle_batching and self.ledger.unread() >= IDLE_AFTER)
 
-    def _locked_tick(self, epoch: int) -> bool:
-        """One tick of ``epoch``; False when that epoch was abandoned (nothing recorded)."""
+    def _locked_tick(self, epoch: int, *, defer: bool = False) -> bool:
+        """One tick of ``epoch``; False when that epoch was abandoned (nothing recorded).
+        ``defer``: leave the reading to be committed later (:meth:`flush`), up to
+        :data:`IDLE_BATCH` readings."""
         with self._tick_lock:
-            return self._tick(epoch)
+            raw = self._read(epoch)
+            if raw is None:
+                return False
+            with self._book:  # still current? A tick of an abandoned epoch records nothing
+                if self._era[0] != epoch:
+                    return False
+                self.ticks += 1
+                if defer and len(self._pending) < IDLE_BATCH - 1:
+                    self._pending.append(raw)
+                    return True
+            with self._flush_lock:
+                self._flush_locked()
+                self._commit(raw)
+            return True
 
-    def _tick(self, epoch: int) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:
+        """Commit every reading taken and not committed yet, in order, on the calling thread
+        (the ledger calls it before a read, so no reader ever sees a stale total). CPU only:
+        waits for a commit in progress at most ``timeout`` s (None: no bound); False then."""
+        lock = self._flush_lock
+        if not lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return False
+        try:
+            self._flush_locked()
+        finally:
+            lock.release()
+        return True
+
+    def _flush_locked(self) -> None:
+        pending = self._pending
+        while pending:
+            try:
+                raw = pending.popleft()
+            except IndexError:  # pragma: no cover - cleared by a fork meanwhile
+                return
+            self._commit(raw)
+
+    def _read(self, epoch: int) -> _RawTick | None:
+        """The tick's reads, on the sampler thread: each device's reading (a split sensor's
+        raw reading, decoded at commit), failures handled; None when ``epoch`` was abandoned."""
         clock = self._clock
         now = clock()
+        intensity: CarbonIntensity | None
+        provider = self.intensity
         try:
-            self.intensity.maybe_refresh(now / 1e9)
-            intensity = self.intensity.current()
+            if provider.__class__ is StaticIntensity:  # nothing to refresh, ever
+                intensity = provider.current()
+            else:
+                provider.maybe_refresh(now / 1e9)
+                intensity = provider.current()
         except Exception as exc:  # a provider must never stop sampling
             self.intensity_errors += 1
             if self.intensity_errors == 1:
                 _LOG.warning("hf-eco2ai: carbon-intensity provider failed: %r", exc)
-            intensity = self.ledger.snapshot().intensity
-        n = self._n
-        status = [DeviceStatus.OK] * n
-        errors = [0] * n
-        readings: list[tuple[int, int, Reading]] = []
+            intensity = None  # the last one in force
         era = self._era
         if era[0] != epoch:
-            return False
+            return None
         flight = era[1]  # this epoch's reads in flight, seen by the watchdog
+        split = self._split
+        entries: list[_Entry] = []
         for k, tr in enumerate(self._tracks):
-            errors[k] = tr.errors
             if tr.stalled or tr.lost:
-                status[k] = DeviceStatus.STALLED if tr.stalled else DeviceStatus.LOST
+                entries.append(DeviceStatus.STALLED if tr.stalled else DeviceStatus.LOST)
                 continue
             if self._era is not era:
-                return False  # abandoned: a newer thread has taken over
+                return None  # abandoned: a newer thread has taken over
             t = clock()
             flight[k] = t
             failure: BaseException | None = None
+            value: object = None
             try:
-                reading = check_reading(tr.sensor.read(tr.index))
+                if split[k]:
+                    value = tr.sensor.read_raw(tr.index)  # type: ignore[attr-defined]
+                else:
+                    value = check_reading(tr.sensor.read(tr.index))
             except Exception as exc:
                 failure = exc
             flight[k] = None
             if self._era is not era:
-                return False  # abandoned while this read was stuck: touch nothing
+                return None  # abandoned while this read was stuck: touch nothing
             if failure is not None:
-                status[k] = self._failed(tr, failure)
+                entries.append((t, self._failed(tr, failure), tr.errors))
+                continue
+            entries.append((t, value, -1))
+        return now, intensity, entries
+
+    def _commit(self, raw: _RawTick) -> None:
+        """Record one tick's readings in the ledger (call with ``_flush_lock`` held; no I/O)."""
+        now, intensity, entries = raw
+        if intensity is None:
+            intensity = self._last_intensity or self.ledger.last_intensity()
+        self._last_intensity = intensity
+        n = self._n
+        tracks = self._tracks
+        status = [DeviceStatus.OK] * n
+        errors = [0] * n
+        readings: list[tuple[int, int, Reading]] = []
+        split = self._split
+        for k, entry in enumerate(entries):
+            tr = tracks[k]
+            if isinstance(entry, str):  # stalled or lost: not read
+                status[k] = entry
                 errors[k] = tr.errors
                 continue
-            readings.append((k, t, reading))
+            t, value, failed = entry
+            if failed >= 0:  # the read failed: value is the status
+                status[k], errors[k] = str(value), failed
+                continue
+            if split[k]:
+                try:
+                    value = check_reading(tr.sensor.decode(tr.index, value))  # type: ignore[attr-defined]
+                except Exception as exc:
+                    status[k] = self._failed(tr, exc)
+                    errors[k] = tr.errors
+                    continue
+            errors[k] = tr.errors
+            readings.append((k, t, value))  # type: ignore[arg-type]
         deltas = [0.0] * n
         powers = [0.0] * n
         scopes: list[JobScope | None] = [None] * n  # job share per device (scope helper)
         faults: list[str] = []
         utilization, mem_used, mem_limit = self._utilization, self._mem_used, self._mem_limit
-        with self._book:  # commit only if still current: an abandoned tick changes nothing
-            if self._era is not era:
-                return False
+        with self._book:
             for k, t, reading in readings:
                 power = max(0.0, float(reading.power_w))
                 powers[k] = power
@@ -504,10 +626,8 @@ class Sampler:
                 errors=errors,
                 scope=scopes,
             )
-            self.ticks += 1
         for fault in faults:
             _LOG.warning("hf-eco2ai: %s", fault)
-        return True
 
     def _failed(self, tr: DeviceTrack, exc: BaseException) -> str:
         tr.errors += 1
@@ -545,6 +665,8 @@ class Sampler:
         self._thread = None
         self._watchdog = None
         self._jobs = deque()  # the parent's work (its spans), not the child's
+        self._pending.clear()  # the parent's readings: its devices, its time
+        self._flush_lock = threading.Lock()
         self._jobs_lock = threading.RLock()
         self._wake = None
         self._tick_lock = threading.Lock()

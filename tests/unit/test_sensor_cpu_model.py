@@ -15,6 +15,7 @@ from hf_eco2ai.sensors import cpu_model
 from hf_eco2ai.sensors.bands import TDP_DEFAULT_BAND, TDP_TABLE_BAND
 from hf_eco2ai.sensors.base import HwType, Method, Sensor, SensorError
 from hf_eco2ai.sensors.cpu_model import (
+    AFFINITY_REFRESH_S,
     DEFAULT_TDP_PER_CORE_W,
     IDLE_FRACTION,
     TDP_MODEL_DOC,
@@ -68,14 +69,25 @@ class Host:
         self.t = 0.0
         self.fail = False
         counts = {True: logical, False: physical}
-        monkeypatch.setattr(cpu_model.ProcStat, "percpu", lambda stat: self._percpu_times())
+        monkeypatch.setattr(cpu_model.ProcStat, "cpu_lines", lambda stat: self._proc_stat())
+        monkeypatch.setattr(
+            cpu_model.ProcStat, "first_line", lambda stat: self._proc_stat().split(b"\n")[0]
+        )
         monkeypatch.setattr(cpu_model.psutil, "cpu_count", lambda logical=True: counts[logical])
         monkeypatch.setattr(cpu_model.os, "sched_getaffinity", lambda pid: set(self.affinity))
 
-    def _percpu_times(self) -> dict[int, tuple[float, float]]:
+    def _proc_stat(self) -> bytes:
+        """``/proc/stat`` as the kernel writes it (clock ticks), for the CPUs as they stand."""
         if self.fail:
             raise OSError("no /proc/stat")
-        return {i: cpu_model._busy_total(c) for i, c in enumerate(self.cpu)}
+        hz = cpu_model._CLOCK_TICKS
+
+        def line(name: str, c: CpuTimes) -> str:
+            return f"{name} " + " ".join(str(round(v * hz)) for v in c)
+
+        total = CpuTimes(*(sum(col) for col in zip(*self.cpu, strict=True)))
+        lines = [line("cpu ", total)] + [line(f"cpu{i}", c) for i, c in enumerate(self.cpu)]
+        return ("\n".join([*lines, "intr 1 2 3", "ctxt 9"]) + "\n").encode()
 
     def clock(self) -> float:
         return self.t
@@ -273,7 +285,11 @@ def test_override_identity_and_formula(
     )
     assert "cpu_tdp override 100 W x 2 socket(s)" in dev.note
     assert sensor.tdp_w == 200.0
-    host.affinity = {0, 1}  # 2 of the 4 logical CPUs
+    host.run(2.0, dict.fromkeys(range(4), 1.0))
+    assert sensor.read(0).power_w == pytest.approx(200.0)  # every CPU usable and busy
+    host.affinity = {0, 1}  # 2 of the 4 logical CPUs: seen at the next affinity check
+    host.run(AFFINITY_REFRESH_S, dict.fromkeys(range(4), 1.0))
+    assert sensor.read(0).power_w == pytest.approx(200.0)  # the interval before the check
     host.run(2.0, {0: 0.5, 1: 1.0, 2: 1.0, 3: 1.0})  # CPUs 2, 3 are not ours
     r = sensor.read(0)
     assert r.energy_j is None
@@ -560,3 +576,96 @@ def test_sensor_keeps_proc_stat_open_and_close_releases_it(
     assert len(list(fd_dir.iterdir())) == before + 1
     sensor.close()
     assert len(list(fd_dir.iterdir())) == before
+
+
+def test_every_cpu_usable_reads_the_first_line_only_and_agrees_with_the_cpu_lines(
+    host: Host, monkeypatch: pytest.MonkeyPatch, no_cgroup: dict[str, str]
+) -> None:
+    """Would catch: the per-CPU lines read and parsed on every tick while the first line (all
+    CPUs together) gives the same figure with one line; or that line counted differently."""
+    sensor = CpuTdpSensor(cpu_tdp=40.0, cpu_model="X 1", clock=host.clock, **no_cgroup)
+    calls = {"cpu_lines": 0, "first_line": 0}
+    for name in calls:
+        real = getattr(cpu_model.ProcStat, name)
+
+        def counted(stat: cpu_model.ProcStat, _real=real, _name=name) -> bytes | None:  # type: ignore[no-untyped-def]
+            calls[_name] += 1
+            return _real(stat)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(cpu_model.ProcStat, name, counted)
+    for busy in ({0: 1.0}, {0: 0.5, 3: 0.25}, {}):
+        host.run(1.0, busy)
+        sensor.read(0)
+        assert sensor.last_utilization == pytest.approx(sum(busy.values()) / 4)
+    assert calls == {"cpu_lines": 0, "first_line": 3}
+
+
+def test_usable_cpus_are_looked_at_every_refresh_period_not_every_read(
+    host: Host, monkeypatch: pytest.MonkeyPatch, no_cgroup: dict[str, str]
+) -> None:
+    """Would catch: a system call (sched_getaffinity) on every tick for a fact that changes
+    once in a job's life, if ever."""
+    seen: list[float] = []
+    monkeypatch.setattr(
+        cpu_model.os, "sched_getaffinity", lambda pid: seen.append(host.t) or set(host.affinity)
+    )
+    sensor = CpuTdpSensor(cpu_tdp=40.0, cpu_model="X 1", clock=host.clock, **no_cgroup)
+    at_start = len(seen)
+    for _ in range(25):
+        host.run(1.0, {})
+        sensor.read(0)
+    assert seen[at_start:] == [10.0, 20.0]
+
+
+def test_an_affinity_change_loses_no_interval_and_counts_none_twice(
+    host: Host, no_cgroup: dict[str, str]
+) -> None:
+    """Would catch: the switch between the first line (every CPU usable) and the per-CPU lines
+    (some usable) dropping the busy time of the interval around the change, or counting it
+    twice: the busy CPU seconds summed over the reads equal those of the CPUs usable in each
+    interval, whatever the changes."""
+    sensor = CpuTdpSensor(
+        cpu_tdp=40.0, cpu_model="X 1", clock=host.clock, tree=FakeTree([0.0] * 100), **no_cgroup
+    )
+    all_busy = dict.fromkeys(range(4), 1.0)
+    busy_seen = 0.0
+    expected = 0.0
+    usable = 4  # CPUs counted in the interval that ends at the next read
+    for step in range(40):
+        if step == 12:
+            host.affinity = {0, 1}  # seen at t = 20 s: from the next interval on
+        if step == 27:
+            host.affinity = {0, 1, 2, 3}  # seen at t = 30 s
+        host.run(1.0, all_busy)
+        r = sensor.read(0)
+        assert r.scope is not None
+        busy_seen += r.scope.busy_cpu_s
+        expected += usable if step > 0 else 0.0  # the first read is the job meter's baseline
+        if host.t in (20.0, 30.0):
+            usable = len(host.affinity)
+    assert busy_seen == pytest.approx(expected)
+    assert expected == 4 * 20 + 2 * 10 + 4 * 9  # t 1..20 all, 21..30 two, 31..40 all (1st: base)
+
+
+def test_read_raw_then_decode_later_gives_the_same_readings_as_read(
+    host: Host, no_cgroup: dict[str, str]
+) -> None:
+    """Would catch: state shared between the reading side (read_raw, at the tick) and the
+    decoding side (decode, when the sampler commits: later, maybe on another thread), which
+    makes a reading depend on when it is decoded."""
+    direct = CpuTdpSensor(
+        cpu_tdp=40.0, cpu_model="X 1", clock=host.clock, tree=FakeTree(range(100)), **no_cgroup
+    )
+    split = CpuTdpSensor(
+        cpu_tdp=40.0, cpu_model="X 1", clock=host.clock, tree=FakeTree(range(100)), **no_cgroup
+    )
+    expected, raws = [], []
+    for step in range(30):
+        if step == 8:
+            host.affinity = {1, 2}
+        host.run(1.0, {step % 4: 1.0, 1: 0.5})
+        expected.append(direct.read(0))
+        raws.append(split.read_raw(0))
+    got = [split.decode(0, raw) for raw in raws]
+    assert [r.power_w for r in got] == [r.power_w for r in expected]
+    assert [r.scope for r in got] == [r.scope for r in expected]

@@ -168,3 +168,19 @@ def test_bad_arguments() -> None:
 def test_model_doc() -> None:
     assert "P = ram_power_per_gb x resident memory (RSS)" in RAM_MODEL_DOC
     assert "0.375 W/GB" in RAM_MODEL_DOC
+
+
+def test_read_raw_is_the_system_call_and_decode_the_arithmetic() -> None:
+    """Would catch: the RAM model's split reading (statm read at the tick, parsed at commit)
+    giving another figure than read(), or a garbled statm line taken for a number."""
+    sensor = RamModelSensor(0.5)
+    raw = sensor.read_raw(0)
+    assert isinstance(raw[0], (bytes, int))
+    decoded = sensor.decode(0, raw)
+    direct = sensor.read(0)
+    assert decoded.power_w == pytest.approx(direct.power_w, rel=0.2)  # RSS read a moment apart
+    with pytest.raises(SensorError, match="unreadable"):
+        sensor.decode(0, (b"garbage", None))
+    with pytest.raises(IndexError):
+        sensor.read_raw(1)
+    sensor.close()

@@ -64,6 +64,7 @@ from hf_eco2ai.sensors.process_share import (
 )
 
 __all__ = [
+    "AFFINITY_REFRESH_S",
     "DEFAULT_TDP_PER_CORE_W",
     "IDLE_FRACTION",
     "TDP_MODEL_DOC",
@@ -78,6 +79,8 @@ __all__ = [
     "normalize_cpu_name",
     "read_cpu_model",
     "read_cpu_vendor",
+    "read_host_times",
+    "read_percpu_times",
     "threads_per_core",
 ]
 
@@ -277,6 +280,9 @@ def _affinity() -> list[int]:
 
 
 PROC_STAT = "/proc/stat"
+AFFINITY_REFRESH_S: Final[float] = 10.0
+"""How often the TDP model looks at the CPUs this process may use (``os.sched_getaffinity``):
+a change of affinity or of the CPUs online is followed within this many seconds."""
 _CLOCK_TICKS = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
 
 
@@ -306,6 +312,24 @@ def parse_proc_stat(
     return out
 
 
+def parse_cpu_total(line: bytes, ticks: float = _CLOCK_TICKS) -> tuple[float, float] | None:
+    """(busy, total) seconds of all CPUs together from ``/proc/stat``'s first line (``cpu``,
+    the sum over every CPU), counted as :func:`parse_proc_stat` counts one CPU; None when the
+    line is not that one.
+
+    >>> parse_cpu_total(b"cpu  300 0 100 500 100 0 0 0 7 0", ticks=100.0)
+    (4.0, 10.0)
+    >>> parse_cpu_total(b"cpu0 1 2 3 4") is None
+    True
+    """
+    f = line.split(None, 9)
+    if len(f) < 5 or f[0] != b"cpu":
+        return None
+    v = list(map(int, f[1:9]))  # guest and guest_nice are already in user and nice
+    total = sum(v)
+    return (total - v[3] - (v[4] if len(v) > 4 else 0)) / ticks, total / ticks
+
+
 class ProcStat:
     """``/proc/stat`` kept open: :meth:`percpu` re-reads its start with one ``pread`` (the
     kernel regenerates the file on each read at offset 0), enough bytes for every ``cpuN``
@@ -322,22 +346,66 @@ class ProcStat:
         self._file = _ProcFile(path)
         self._size = 4096
 
-    def percpu(self) -> dict[int, tuple[float, float]] | None:
-        """(busy, total) seconds of each CPU since boot; None when the file cannot be read."""
+    def cpu_lines(self) -> bytes | None:
+        """The start of the file with every ``cpu`` line (the read grows once on a host with
+        many CPUs); None when the file cannot be read."""
         size = self._size
         data = self._file.read(size)
         if data is None:
             return None
-        lines = data.split(b"\n")
         # the whole file, or the cpu lines and the start of the next one
-        if len(data) < size or (len(lines) > 1 and lines[-2][:3] != b"cpu"):
-            return parse_proc_stat(lines)
+        if len(data) < size:
+            return data
+        lines = data.split(b"\n")
+        if len(lines) > 1 and lines[-2][:3] != b"cpu":
+            return data
         self._size = size * 2  # more CPUs than the read covered: read more
-        return self.percpu()
+        return self.cpu_lines()
+
+    def first_line(self) -> bytes | None:
+        """The first line (``cpu``: all CPUs together), from a short read; None when the file
+        cannot be read."""
+        data = self._file.read(_FIRST_LINE_BYTES)
+        return None if data is None else data.split(b"\n", 1)[0]
+
+    def percpu(self) -> dict[int, tuple[float, float]] | None:
+        """(busy, total) seconds of each CPU since boot; None when the file cannot be read."""
+        data = self.cpu_lines()
+        return None if data is None else parse_proc_stat(data.split(b"\n"))
+
+    def host(self) -> tuple[float, float] | None:
+        """(busy, total) seconds of all CPUs together since boot, from the first line only
+        (a short read, one line parsed: no per-CPU work however many CPUs the host has);
+        None when the file cannot be read."""
+        line = self.first_line()
+        return None if line is None else parse_cpu_total(line)
 
     def close(self) -> None:
         """Close the file (idempotent; a later read opens it again)."""
         self._file.close()
+
+
+_FIRST_LINE_BYTES = 512
+"""Enough for ``/proc/stat``'s first line: ten counters of at most 20 digits each."""
+
+
+def read_host_times(source: ProcStat | None = None) -> tuple[float, float]:
+    """(busy, total) seconds of all CPUs together since boot: ``/proc/stat``'s first line
+    through ``source`` (kept open) or a one-off :class:`ProcStat`; psutil where there is none.
+
+    >>> busy, total = read_host_times()
+    >>> 0.0 <= busy <= total
+    True
+    """
+    stat = ProcStat() if source is None else source
+    try:
+        times = stat.host()
+    finally:
+        if source is None:
+            stat.close()
+    if times is None:
+        return _busy_total(psutil.cpu_times(percpu=False))
+    return times
 
 
 def read_percpu_times(source: ProcStat | None = None) -> dict[int, tuple[float, float]]:
@@ -467,14 +535,27 @@ class CpuTdpSensor:
         self.last_utilization: float | None = None
         """Utilisation (0..1) used in the latest reading."""
         self._stat = ProcStat()
+        # what the reading side (read_raw: system calls only) keeps
         self._affinity: list[int] = []
         self._affinity_set: set[int] = set()
-        self._usable_n = 1.0
         self._quota_binds = False
+        self._whole = False
+        """Every CPU of the host is usable: the utilisation comes from ``/proc/stat``'s first
+        line (all CPUs together), the same figure as the sum of the per-CPU lines."""
+        # what the decoding side (decode: no I/O) keeps
+        self._usable_n = 1.0
         self._power_full = 0.0
-        self._use_affinity(affinity)
+        data = self._stat.cpu_lines()
+        per = parse_proc_stat(data.split(b"\n")) if data is not None else read_percpu_times()
+        self._use_affinity(affinity, per)
+        self._use_power(affinity)
         self._last_t = clock()
-        self._last_times = self._percpu(affinity)
+        self._affinity_due = self._last_t + AFFINITY_REFRESH_S
+        """When the usable CPUs are looked at again (sensor clock)."""
+        self._last_times = {cpu: per[cpu] for cpu in affinity if cpu in per}
+        self._last_host: tuple[float, float] | None = (
+            parse_cpu_total(data.split(b"\n", 1)[0]) if data is not None else read_host_times()
+        )
         self._last_usage = self._usage_reader() if self._usage_reader else None
         self._share = CpuShareMeter(ProcessTree(clock=clock) if tree is None else tree)
 
@@ -510,59 +591,99 @@ class CpuTdpSensor:
     def read(self, index: int) -> Reading:
         """Modelled power (W) since the previous read; ``energy_j`` is None.
 
-        Runs every tick: one function with few calls (see docs/benchmarks.md, idle cost).
+        The same as ``decode(index, read_raw(index))``.
         """
+        return self.decode(index, self.read_raw(index))
+
+    def read_raw(self, index: int) -> _RawCpu:
+        """The reading's system calls, nothing else (the sampler's tick; see
+        :meth:`decode`): ``/proc/stat`` (its first line while every CPU is usable, else its
+        ``cpu`` lines), this process tree's CPU time, the cgroup's usage while its quota binds,
+        and every :data:`AFFINITY_REFRESH_S` the usable CPUs."""
         if index != 0:
             raise IndexError(index)
         try:
-            try:
-                usable_cpus = os.sched_getaffinity(0)
-            except (AttributeError, OSError):  # not Linux
-                usable_cpus = _affinity_set()
-            if usable_cpus != self._affinity_set:
-                self._use_affinity(sorted(usable_cpus))
             now = self._clock()
-            per = self._stat.percpu()
-            if per is None:  # no /proc/stat: psutil
-                per = read_percpu_times()
-            if per.keys() == self._affinity_set:  # every CPU usable (the usual case): no copy
-                times = per
+            whole, affinity = self._whole, self._affinity
+            changed: list[int] | None = None
+            if now >= self._affinity_due:  # the usable CPUs, every AFFINITY_REFRESH_S
+                changed = self._check_affinity(now)
+            if whole and changed is None:
+                data: bytes | _Parsed | None = self._stat.first_line()
             else:
-                times = {cpu: per[cpu] for cpu in self._affinity if cpu in per}
-            # the cgroup's usage counter is read only while its quota binds (the only case
-            # it is used): one file read less per tick on hosts without a quota
-            binds = self._quota_binds
-            usage = self._usage_reader() if binds and self._usage_reader else None
+                data = self._stat.cpu_lines()
+            if data is None:  # no /proc/stat: psutil, parsed now
+                data = (read_host_times(), read_percpu_times())
+            usage = self._usage_reader() if self._quota_binds and self._usage_reader else None
+        except Exception as exc:
+            raise SensorError(f"CPU model: cannot read CPU times ({exc})") from exc
+        job: float | BaseException
+        try:
+            job = self._share.tree.cpu_seconds()
+        except Exception as exc:  # the host figure stands; the job share is unknown this time
+            job = exc
+        return (now, data, whole, affinity, changed, usage, job)
+
+    def decode(self, index: int, raw: _RawCpu) -> Reading:
+        """The reading from what :meth:`read_raw` returned: parsing and arithmetic only, no I/O
+        (the sampler may run it later, in order, on another thread). Every raw reading must be
+        decoded once, in the order read."""
+        if index != 0:
+            raise IndexError(index)
+        now, data, whole, affinity, changed, usage, job = raw
+        try:
+            if isinstance(data, bytes):
+                if whole and changed is None:  # the first line only
+                    host: tuple[float, float] | None = parse_cpu_total(data)
+                    per: dict[int, tuple[float, float]] | None = None
+                else:
+                    lines = data.split(b"\n")
+                    host, per = parse_cpu_total(lines[0]), parse_proc_stat(lines)
+            else:
+                host, per = data
         except Exception as exc:
             raise SensorError(f"CPU model: cannot read CPU times ({exc})") from exc
         # utilisation u (0..1) of the usable CPUs since the previous read, and their busy seconds
+        busy = total = 0.0
+        if whole:
+            prev = self._last_host
+            if prev is not None and host is not None:
+                busy, total = host[0] - prev[0], host[1] - prev[1]
+        elif per is not None:
+            last = self._last_times
+            for cpu in affinity:
+                cur, prev_cpu = per.get(cpu), last.get(cpu)
+                if cur is not None and prev_cpu is not None:
+                    busy += cur[0] - prev_cpu[0]
+                    total += cur[1] - prev_cpu[1]
+        if host is not None:
+            self._last_host = host
+        if changed is not None:
+            affinity = changed
+        if per is not None:
+            self._last_times = {cpu: per[cpu] for cpu in affinity if cpu in per}
         last_usage, dt = self._last_usage, now - self._last_t
-        if binds and usage is not None and last_usage is not None and dt > 0:
+        if usage is not None and last_usage is not None and dt > 0:  # the cgroup quota binds
             busy_s = max(0.0, usage - last_usage)
             u = min(max(busy_s / (dt * self._usable_n), 0.0), 1.0)
         else:
-            busy = total = 0.0
-            last = self._last_times
-            for cpu, (b, t) in times.items():
-                prev = last.get(cpu)
-                if prev is not None:
-                    busy += b - prev[0]
-                    total += t - prev[1]
             busy_s = busy if busy > 0.0 else 0.0
             if total > 0:
                 u = min(max(busy / total, 0.0), 1.0)
             else:
                 u = self.last_utilization if self.last_utilization is not None else 0.0
-        self._last_t, self._last_times, self._last_usage = now, times, usage
+        self._last_t, self._last_usage = now, usage
         self.last_utilization = u
         power = self._power_full * (IDLE_FRACTION + (1 - IDLE_FRACTION) * u)
-        try:
-            scope: JobScope | None = self._share.sample(host_busy_s=busy_s)
-        except Exception as exc:  # the host figure stands; the job share is unknown this time
+        if changed is not None:  # the new CPUs count from the next interval on
+            self._use_power(changed)
+        scope: JobScope | None = None
+        if isinstance(job, BaseException):
             warn_once(
-                logger, "cpu-share", "hf-eco2ai: cannot read this process tree's CPU time: %s", exc
+                logger, "cpu-share", "hf-eco2ai: cannot read this process tree's CPU time: %s", job
             )
-            scope = None
+        else:
+            scope = self._share.sample_cpu(job, busy_s)
         return Reading(power, scope=scope)
 
     def close(self) -> None:
@@ -579,20 +700,50 @@ class CpuTdpSensor:
             n = min(n, self.cgroup_limit)
         return max(n, 0.01)
 
-    def _use_affinity(self, affinity: list[int]) -> None:
-        """Recompute what depends on the usable CPUs (at start, and when the affinity changes)."""
+    def _use_affinity(self, affinity: list[int], per: Iterable[int]) -> None:
+        """The reading side follows the usable CPUs ``affinity`` (``per``: the host's CPUs)."""
         self._affinity = affinity
         self._affinity_set = set(affinity)
-        self._usable_n = usable = self._usable(affinity)
+        self._whole = self._affinity_set.issuperset(per)
         self._quota_binds = self.cgroup_limit is not None and self.cgroup_limit < len(affinity)
-        self._power_full = self.tdp_w * min(usable, self.logical_cores) / self.logical_cores
-        """Power at full utilisation of the usable CPUs."""
 
-    def _percpu(self, affinity: Sequence[int]) -> dict[int, tuple[float, float]]:
-        per = self._stat.percpu()
-        if per is None:
-            per = read_percpu_times()
-        return {cpu: per[cpu] for cpu in affinity if cpu in per}
+    def _use_power(self, affinity: Sequence[int]) -> None:
+        """The decoding side: power at full utilisation of the usable CPUs."""
+        self._usable_n = usable = self._usable(affinity)
+        self._power_full = self.tdp_w * min(usable, self.logical_cores) / self.logical_cores
+
+    def _check_affinity(self, now: float) -> list[int] | None:
+        """Look at the usable CPUs again (``os.sched_getaffinity``: a system call, so every
+        :data:`AFFINITY_REFRESH_S`, not every read); the new list when they changed. The
+        reading that sees a change still measures the interval before it on the CPUs usable
+        then; the next ones follow the new CPUs (no interval lost or counted twice)."""
+        self._affinity_due = now + AFFINITY_REFRESH_S
+        try:
+            usable_cpus = os.sched_getaffinity(0)
+        except (AttributeError, OSError):  # not Linux
+            usable_cpus = _affinity_set()
+        if usable_cpus == self._affinity_set:
+            return None
+        affinity = sorted(usable_cpus)
+        data = self._stat.cpu_lines()
+        per = parse_proc_stat(data.split(b"\n")) if data is not None else read_percpu_times()
+        self._use_affinity(affinity, per)
+        return affinity
+
+
+_Parsed = tuple[tuple[float, float], dict[int, tuple[float, float]]]
+_RawCpu = tuple[
+    float,
+    "bytes | _Parsed",
+    bool,
+    list[int],
+    "list[int] | None",
+    "float | None",
+    "float | BaseException",
+]
+"""What :meth:`CpuTdpSensor.read_raw` returns: (clock, ``/proc/stat`` bytes or psutil's
+figures, whole-host line, usable CPUs, the new usable CPUs when they changed, cgroup usage,
+this process tree's CPU seconds or the error reading them)."""
 
 
 def _vendor_from_name(model: str) -> str:

@@ -201,16 +201,23 @@ class ProcessTree:
     def rss_bytes(self) -> int:
         """Resident bytes of the tree (shared pages count once per member). Raises if the root
         is gone."""
+        return self.rss_from_raw(self.rss_raw())
+
+    def rss_raw(self) -> bytes | int:
+        """:meth:`rss_bytes` before parsing: this very process's ``statm`` as read (one
+        ``pread``, nothing else) while it has no child, else the total in bytes.
+        :meth:`rss_from_raw` turns it into bytes."""
         kids = self._kids()
         root = self.root
-        total = -1
+        data = None
         if root is self._own and self._own_pid == _PID[0]:  # this very process: its statm
             data = self._statm.read(128)
-            if data is not None:
-                try:
-                    total = int(data.split(None, 2)[1]) * _PAGE  # size, resident, ...
-                except (ValueError, IndexError):
-                    total = -1
+            if data is not None and not kids:
+                return data
+        total = -1
+        if data is not None:
+            with contextlib.suppress(ValueError):
+                total = self.rss_from_raw(data)
         if total < 0:
             total = int(root.memory_info().rss)
         if kids:
@@ -223,6 +230,21 @@ class ProcessTree:
                 alive.append(proc)
             self._children = alive
         return total
+
+    @staticmethod
+    def rss_from_raw(raw: bytes | int) -> int:
+        """Bytes from :meth:`rss_raw`'s value: ``statm``'s second field (resident pages) times
+        the page size, or the number itself. ValueError for bytes that are not ``statm``'s.
+
+        >>> ProcessTree.rss_from_raw(b"100 25 4 1 0 50 0\\n") == 25 * _PAGE
+        True
+        """
+        if isinstance(raw, int):
+            return raw
+        fields = raw.split(None, 2)
+        if len(fields) < 2:
+            raise ValueError(f"not a statm line: {raw[:40]!r}")
+        return int(fields[1]) * _PAGE
 
     def close(self) -> None:
         """Release the file kept open (idempotent; a later read opens it again)."""
@@ -446,25 +468,42 @@ class CpuShareMeter:
     def sample(self, host_busy_s: float | None = None) -> JobScope:
         """Share of the interval since the previous call (the first call sets the baseline)."""
         job = self.tree.cpu_seconds()
-        busy_cum = self._busy_seconds() if host_busy_s is None else None
-        if self._last_job is None:
-            self._last_job, self._last_busy = job, busy_cum
-            return JobScope(1.0)
-        d_job = max(0.0, job - self._last_job)
         if host_busy_s is not None:
-            d_busy = max(0.0, host_busy_s)
-        else:
-            assert busy_cum is not None
-            d_busy = max(0.0, busy_cum - (self._last_busy if self._last_busy is not None else 0.0))
-        self._last_job, self._last_busy = job, busy_cum
-        d_job = min(d_job, d_busy)  # clock skew between the two reads: never more than busy
+            return self.sample_cpu(job, host_busy_s)
+        busy_cum = self._busy_seconds()
+        last_busy = self._last_busy
+        self._last_busy = busy_cum
+        if last_busy is None:
+            self._last_job = job
+            return JobScope(1.0)
+        return self.sample_cpu(job, busy_cum - last_busy)
+
+    def sample_cpu(self, job_cpu_s: float, busy_s: float) -> JobScope:
+        """:meth:`sample` with the tree's cumulative CPU seconds already read (``job_cpu_s``)
+        and the host's busy CPU seconds of the interval (``busy_s``): arithmetic only.
+
+        >>> meter = CpuShareMeter(FakeTree([]))
+        >>> meter.sample_cpu(10.0, 0.0).share  # the baseline
+        1.0
+        >>> meter.sample_cpu(11.0, 4.0)
+        JobScope(share=0.25, shared=True, job_cpu_s=1.0, busy_cpu_s=4.0)
+        """
+        last_job = self._last_job
+        self._last_job = job_cpu_s
+        if last_job is None:
+            return JobScope(1.0)
+        d_busy = busy_s if busy_s > 0.0 else 0.0
+        d_job = job_cpu_s - last_job
+        # clock skew between the two reads: never more than busy, never negative
+        d_job = 0.0 if d_job < 0.0 else min(d_job, d_busy)
         if d_busy > 1e-9:
             share = d_job / d_busy  # job_share(), inline: 0 <= d_job <= d_busy here
+            shared: bool | None = (d_busy - d_job) / d_busy > SHARED_THRESHOLD
         else:  # the host was not busy at all: the run's share so far
             share = self.job_total_s / self.busy_total_s if self.busy_total_s > 0 else 1.0
+            shared = None
         self.job_total_s += d_job
         self.busy_total_s += d_busy
-        shared = None if d_busy <= 1e-9 else (d_busy - d_job) / d_busy > SHARED_THRESHOLD
         return JobScope(share, shared, d_job, d_busy)
 
 

@@ -110,20 +110,43 @@ class RamModelSensor:
         return (self._device,)
 
     def read(self, index: int) -> Reading:
-        """Modelled power (W) of the memory in use now; ``energy_j`` is None."""
+        """Modelled power (W) of the memory in use now; ``energy_j`` is None.
+
+        The same as ``decode(index, read_raw(index))``.
+        """
+        return self.decode(index, self.read_raw(index))
+
+    def read_raw(self, index: int) -> tuple[bytes | int, int | None]:
+        """The reading's system calls only (the sampler's tick; see :meth:`decode`): the
+        process tree's resident memory (this process's ``statm`` unparsed), and every
+        :data:`USED_REFRESH_S` the host's memory in use (else None)."""
         if index != 0:
             raise IndexError(index)
         try:
-            rss = self.tree.rss_bytes()
+            rss = self.tree.rss_raw()
         except psutil.Error as exc:
             raise SensorError(
                 f"RAM model: cannot read process {self.tree.root.pid}: {exc}"
             ) from exc
+        used = None
         now = time.monotonic()
         if self._used_at is None or now - self._used_at >= USED_REFRESH_S:
-            with contextlib.suppress(Exception):  # the cap is a refinement: never fail on it
-                self._host_used = self._meminfo.used_bytes()
             self._used_at = now
+            with contextlib.suppress(Exception):  # the cap is a refinement: never fail on it
+                used = self._meminfo.used_bytes()
+        return rss, used
+
+    def decode(self, index: int, raw: tuple[bytes | int, int | None]) -> Reading:
+        """The reading from what :meth:`read_raw` returned: arithmetic only, no I/O."""
+        if index != 0:
+            raise IndexError(index)
+        rss_raw, used = raw
+        try:
+            rss = ProcessTree.rss_from_raw(rss_raw)
+        except ValueError as exc:
+            raise SensorError(f"RAM model: unreadable memory figures ({exc})") from exc
+        if used is not None:
+            self._host_used = used
         if self._host_used is not None:
             rss = min(rss, self._host_used)
         self.last_rss_bytes = rss
