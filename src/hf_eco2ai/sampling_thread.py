@@ -103,7 +103,7 @@ def _clamped_interval(interval_s: float, sensors: Sequence[Sensor]) -> float:
 
 
 STALL_MIN_S = 2.0
-IDLE_BATCH = 30
+IDLE_BATCH = 60
 """While nothing reads the ledger, the sampler thread commits its readings this many at a time
 (see :meth:`Sampler.flush`): the readings are taken on time, every interval; only their
 arithmetic waits, and any reader of the ledger has it done first."""
@@ -169,7 +169,11 @@ class Sampler:
         self._flush_lock = threading.Lock()
         """Held while readings are committed (CPU only, never during a read): they are
         committed once each, in the order taken, by the sampler thread or a reader."""
-        self._last_intensity: CarbonIntensity | None = None
+        self._last_intensity: CarbonIntensity | None = (
+            intensity.current() if intensity.__class__ is StaticIntensity else None
+        )
+        """The intensity of the latest commit (a tick taken with None keeps it: a constant
+        provider's value, or the last one in force when a provider failed)."""
         ledger.attach_pending(self._pending, self.flush)
         self._utilization: list[float | None] = [None] * self._n
         self._mem_used: list[int | None] = [None] * self._n
@@ -527,8 +531,8 @@ class Sampler:
         intensity: CarbonIntensity | None
         provider = self.intensity
         try:
-            if provider.__class__ is StaticIntensity:  # nothing to refresh, ever
-                intensity = provider.current()
+            if provider.__class__ is StaticIntensity:  # never changes: the one in force
+                intensity = None
             else:
                 provider.maybe_refresh(now / 1e9)
                 intensity = provider.current()
