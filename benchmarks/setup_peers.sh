@@ -51,8 +51,11 @@ EOF
   if [ -n "$version" ]; then echo "$name==$version"; else echo "$name"; fi
 }
 
-pip_install -c "$CONSTRAINTS" torch==2.13.0
-pip_install -c "$CONSTRAINTS" \
+# the project's constraints, less the pins eco2ai cannot take (pandas 3: it needs pandas < 3)
+PEER_CONSTRAINTS="$VENV/constraints.txt"
+grep -v -E '^(pandas|setuptools)==' "$CONSTRAINTS" > "$PEER_CONSTRAINTS"
+pip_install -c "$PEER_CONSTRAINTS" torch==2.13.0
+pip_install -c "$PEER_CONSTRAINTS" \
   "pandas<3" "setuptools<81" \
   "$(pin transformers)" "$(pin accelerate)" "$(pin lightning)" \
   "$(pin opentelemetry-api)" "$(pin opentelemetry-sdk)" \

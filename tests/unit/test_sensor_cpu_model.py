@@ -669,3 +669,18 @@ def test_read_raw_then_decode_later_gives_the_same_readings_as_read(
     got = [split.decode(0, raw) for raw in raws]
     assert [r.power_w for r in got] == [r.power_w for r in expected]
     assert [r.scope for r in got] == [r.scope for r in expected]
+
+
+def test_a_garbled_proc_stat_is_an_error_and_the_next_reading_spans_the_gap(
+    host: Host, no_cgroup: dict[str, str]
+) -> None:
+    """Would catch: an unreadable first line taken as 'no change' (the last utilisation filled
+    in and labelled a reading), or the interval it covered lost."""
+    sensor = CpuTdpSensor(cpu_tdp=40.0, cpu_model="X 1", clock=host.clock, **no_cgroup)
+    host.run(1.0, {0: 1.0})
+    raw = sensor.read_raw(0)
+    with pytest.raises(SensorError, match="no usable cpu line"):
+        sensor.decode(0, (raw[0], b"intr 1 2 3", *raw[2:]))
+    host.run(1.0, {1: 1.0, 2: 1.0})
+    sensor.read(0)  # the two seconds since the last good reading: 3 busy CPU-seconds of 8
+    assert sensor.last_utilization == pytest.approx(3 / 8)

@@ -643,6 +643,8 @@ class CpuTdpSensor:
                 host, per = data
         except Exception as exc:
             raise SensorError(f"CPU model: cannot read CPU times ({exc})") from exc
+        if (host if whole else per) is None:  # nothing changed: the next reading spans the gap
+            raise SensorError(f"CPU model: /proc/stat has no usable cpu line ({data[:40]!r})")
         # utilisation u (0..1) of the usable CPUs since the previous read, and their busy seconds
         busy = total = 0.0
         if whole:
