@@ -1,8 +1,12 @@
 """The ledger: cumulative energy and emissions per device, a bounded history, and snapshots.
 
-The sampler thread is the only writer (:meth:`Ledger.record`). Everything else reads immutable
-:class:`Snapshot` objects through :meth:`Ledger.snapshot`: no lock, no I/O. The snapshot of a tick
-is built by its first reader (a tick nobody reads costs no snapshot), and shared by the others. Emissions are integrated per sample interval,
+The sampler is the only writer (:meth:`Ledger.record`, one commit at a time: on its thread, or on
+a reader's when readings taken while nobody read wait to be committed). Everything else reads
+immutable :class:`Snapshot` objects through :meth:`Ledger.snapshot`: no I/O, and no lock while
+readings are committed as they come (with the sampler's idle batching, the next reader commits
+the waiting ones first: arithmetic, under a lock it waits for at most
+:data:`READ_FLUSH_TIMEOUT_S`). The snapshot of a tick is built by its first reader (a tick nobody
+reads costs no snapshot), and shared by the others. Emissions are integrated per sample interval,
 ``Σ energy_i × PUE × intensity_i``, so a grid intensity that changes mid-run is accounted for.
 
 Two scopes are kept for every device (see ``docs/how-it-measures.md``):
@@ -542,7 +546,8 @@ class Ledger:
 
     # ------------------------------------------------------------------ reader side
     def snapshot(self) -> Snapshot:
-        """The snapshot of the last tick: no lock, no I/O.
+        """The snapshot of the last tick: no I/O; no lock unless readings wait to be committed
+        (then they are, first: see :meth:`attach_pending`).
 
         The first call after a tick builds it (O(devices), a few microseconds) from the totals
         that tick published; every other call returns that same object (two reference reads).
