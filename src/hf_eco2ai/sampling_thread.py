@@ -12,6 +12,14 @@ Never waits unboundedly on a sensor: reads happen on the sampler thread only; a 
 (last good total kept, no longer read), abandons the stuck thread and starts a fresh one;
 :meth:`Sampler.stop` and the exit handler wait at most a bound, then do the same.
 
+Idle batching: a tick is its reading (each device's system or driver calls, on time; a sensor
+with ``read_raw``/``decode`` does only ``read_raw`` here) and its commit (decoding, integration,
+the ledger record: no I/O). While nobody has read the ledger for :data:`IDLE_AFTER` ticks, the
+thread keeps its readings and commits them :data:`IDLE_BATCH` at a time; the ledger has any
+reader commit the waiting ones first (:meth:`Sampler.flush`), so totals are never stale and are
+the same as with every tick committed at once. Why: after a second asleep a tick runs cold and
+costs several times more than in a row (docs/benchmarks.md, "Idle cost of the sampler").
+
 Forked children (e.g. DataLoader workers) never run the parent's sampler: ``os.register_at_fork``
 marks every sampler as inherited in the child and gives its ledger a fresh lock.
 

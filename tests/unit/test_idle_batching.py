@@ -162,3 +162,31 @@ def test_the_thread_batches_while_idle_and_stop_commits_what_is_left() -> None:
     assert sampler.ledger.seq == sampler.ticks == len(sensor.raw_at)
     names = {name for _, name in sensor.decoded}
     assert names <= {"hf-eco2ai-sampler", threading.current_thread().name}
+
+
+def test_the_cpu_and_ram_models_read_in_two_steps_and_a_wrapper_does_not() -> None:
+    """Would catch: the two-step protocol looked up through a wrapper's ``__getattr__`` (the
+    job-scope wrapper of RAPL/NVML would hand over its inner sensor's ``read_raw`` and the
+    job share would be lost)."""
+    from hf_eco2ai.sensors.base import TwoStepSensor
+    from hf_eco2ai.sensors.cpu_model import CpuTdpSensor
+    from hf_eco2ai.sensors.process_share import FakeTree, JobScopedSensor
+    from hf_eco2ai.sensors.ram_model import RamModelSensor
+
+    cpu = CpuTdpSensor.create(40.0, cpu_model="X 1")
+    ram = RamModelSensor(0.375)
+    wrapped = JobScopedSensor(CpuTdpSensor.create(40.0, cpu_model="X 2"), FakeTree([0.0] * 10))
+    assert isinstance(cpu, TwoStepSensor) and isinstance(ram, TwoStepSensor)
+    clock = FakeClock()
+    sampler = Sampler(
+        [cpu, ram, wrapped],
+        Ledger([*cpu.devices, *ram.devices, *wrapped.devices], pue=1.0, history_size=10),
+        interval_s=1.0,
+        intensity=CI,
+        clock=clock,
+    )
+    assert sampler._split == [True, True, False]
+    sampler.tick()
+    sampler.ledger.snapshot()
+    for sensor in (cpu, ram, wrapped):
+        sensor.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hf_eco2ai.sensors.bands import RAM_MODEL_BAND, TDP_TABLE_BAND, Band
 
@@ -182,4 +182,23 @@ class Sensor(Protocol):
 
     def close(self) -> None:
         """Release handles (e.g. ``nvmlShutdown``). Idempotent."""
+        ...
+
+
+@runtime_checkable
+class TwoStepSensor(Sensor, Protocol):
+    """A sensor that can read in two steps, so the sampler takes the system calls on time and
+    may do the arithmetic later (its idle batching, :mod:`hf_eco2ai.sampling_thread`).
+
+    ``read(i)`` must equal ``decode(i, read_raw(i))``. ``decode`` does no I/O and may run on
+    another thread than ``read_raw``, later; every raw reading is decoded exactly once, in the
+    order read, so the two steps must keep separate state. The CPU TDP and RAM models do.
+    """
+
+    def read_raw(self, index: int) -> Any:
+        """Device ``index``'s system or driver calls, as little else as possible."""
+        ...
+
+    def decode(self, index: int, raw: Any) -> Reading:
+        """The reading from ``read_raw``'s value; raise :class:`SensorError` when unusable."""
         ...
