@@ -47,7 +47,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
@@ -85,6 +85,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 IDLE_FRACTION: Final[float] = 0.19
 """Share of full-load power a CPU draws at 0 % load.
@@ -397,12 +398,7 @@ def read_host_times(source: ProcStat | None = None) -> tuple[float, float]:
     >>> 0.0 <= busy <= total
     True
     """
-    stat = ProcStat() if source is None else source
-    try:
-        times = stat.host()
-    finally:
-        if source is None:
-            stat.close()
+    times = _read_with(source, ProcStat.host)
     if times is None:
         return _busy_total(psutil.cpu_times(percpu=False))
     return times
@@ -412,15 +408,20 @@ def read_percpu_times(source: ProcStat | None = None) -> dict[int, tuple[float, 
     """(busy, total) seconds of each CPU since boot: ``/proc/stat`` read directly (the cpu
     lines only; psutil's parser costs several times more per tick) through ``source`` (kept
     open) or a one-off :class:`ProcStat`; psutil where there is none."""
-    stat = ProcStat() if source is None else source
-    try:
-        times = stat.percpu()
-    finally:
-        if source is None:
-            stat.close()
+    times = _read_with(source, ProcStat.percpu)
     if times is None:
         return dict(enumerate(_busy_total(t) for t in psutil.cpu_times(percpu=True)))
     return times
+
+
+def _read_with(source: ProcStat | None, read: Callable[[ProcStat], _T]) -> _T:
+    """``read(source)``, or ``read`` of a one-off :class:`ProcStat` closed afterwards."""
+    stat = ProcStat() if source is None else source
+    try:
+        return read(stat)
+    finally:
+        if source is None:
+            stat.close()
 
 
 def _busy_total(times: Any) -> tuple[float, float]:
